@@ -1,0 +1,1 @@
+"""The ``biomedclip`` command line (see :mod:`biomedclip.cli.main`)."""

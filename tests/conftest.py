@@ -1,0 +1,79 @@
+"""Shared fixtures: the real data in ../shared/data, tokenizers and tiny model directories."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("BIOMEDCLIP_SHARED_DATA", ROOT.parent / "shared" / "data"))
+REQUIRE_SHARED = os.environ.get("BIOMEDCLIP_REQUIRE_SHARED_DATA") == "1"
+HUB_DIR = SHARED / "biomedclip_hub"
+EXAMPLES_DIR = HUB_DIR / "example_data" / "biomed_image_classification_example_data"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared/data; skips the test when absent (fails in CI)."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        msg = f"shared data not found: {path}"
+        if REQUIRE_SHARED:
+            pytest.fail(msg + " (BIOMEDCLIP_REQUIRE_SHARED_DATA=1)")
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture(scope="session")
+def hub_dir() -> Path:
+    """The released hub files (config, tokenizer, example images), without weights."""
+    return shared_path("biomedclip_hub")
+
+
+@pytest.fixture(scope="session")
+def example_images() -> list[Path]:
+    d = shared_path("biomedclip_hub", "example_data", "biomed_image_classification_example_data")
+    return sorted(p for p in d.iterdir() if p.is_file())
+
+
+@pytest.fixture(scope="session")
+def released_tokenizer(hub_dir):
+    from biomedclip.tokenizer import Tokenizer
+
+    return Tokenizer.from_pretrained(hub_dir)
+
+
+TINY_WORDS = (
+    "a an the this is of photo image in with and on red green blue yellow black white circle "
+    "square triangle star cross left right top bottom center small large big chest x ray brain "
+    "mri ct bone histopathology adenocarcinoma carcinoma squamous cell lung tumor normal "
+    "benign malignant scan slide stain"
+).split()
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    """A small uncased WordPiece tokenizer made from a word list (no shared data needed)."""
+    from biomedclip.tokenizer import Tokenizer
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab += [chr(c) for c in range(ord("a"), ord("z") + 1)] + list("0123456789.,;:-()")
+    vocab += ["##" + chr(c) for c in range(ord("a"), ord("z") + 1)]
+    vocab += [w for w in TINY_WORDS if w not in vocab]
+    return Tokenizer.from_vocab(vocab, context_length=64)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_tokenizer) -> Path:
+    """A saved tiny random-weight model directory (safetensors + config + tokenizer)."""
+    import torch
+
+    from biomedclip.config import ModelConfig
+    from biomedclip.model import BiomedCLIP
+
+    torch.manual_seed(0)
+    model = BiomedCLIP(ModelConfig.tiny(vocab_size=tiny_tokenizer.vocab_size))
+    out = tmp_path_factory.mktemp("tiny_model")
+    model.save_pretrained(out, tokenizer=tiny_tokenizer)
+    return out
