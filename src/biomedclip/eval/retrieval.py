@@ -1,0 +1,50 @@
+"""Cross-modal retrieval metrics (the paper's and open_clip's): Recall@K, mean and median rank.
+
+Pair ``i`` of ``image_features`` matches pair ``i`` of ``text_features``. Ranks are exact: the
+similarity matrix is processed in blocks, so 100k pairs fit in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def _ranks(queries: torch.Tensor, keys: torch.Tensor, block: int) -> torch.Tensor:
+    """0-based rank of the matching key (same index) for each query."""
+    ranks = torch.empty(queries.shape[0], dtype=torch.long)
+    for start in range(0, queries.shape[0], block):
+        q = queries[start : start + block]
+        sims = q @ keys.T
+        idx = torch.arange(start, start + q.shape[0])
+        target = sims[torch.arange(q.shape[0]), idx].unsqueeze(1)
+        # rank = how many keys score strictly higher than the match (ties favour the match)
+        ranks[start : start + q.shape[0]] = (sims > target).sum(dim=1)
+    return ranks
+
+
+def retrieval_metrics(
+    image_features: torch.Tensor,
+    text_features: torch.Tensor,
+    ks: Sequence[int] = (1, 5, 10),
+    block: int = 4096,
+) -> dict[str, float]:
+    """``image_to_text_R@K``, ``text_to_image_R@K``, mean/median ranks (1-based) for aligned pairs."""
+    if image_features.shape[0] != text_features.shape[0]:
+        raise ValueError(
+            f"{image_features.shape[0]} images vs {text_features.shape[0]} texts: pairs must align"
+        )
+    if image_features.shape[0] == 0:
+        raise ValueError("no pairs to evaluate")
+    img = F.normalize(image_features.float(), dim=-1)
+    txt = F.normalize(text_features.float(), dim=-1)
+    out: dict[str, float] = {"n_pairs": float(img.shape[0])}
+    for name, q, k in (("image_to_text", img, txt), ("text_to_image", txt, img)):
+        r = _ranks(q, k, block)
+        for kk in ks:
+            out[f"{name}_R@{kk}"] = float((r < kk).float().mean())
+        out[f"{name}_mean_rank"] = float(r.float().mean() + 1)
+        out[f"{name}_median_rank"] = float(r.float().median() + 1)
+    return out
