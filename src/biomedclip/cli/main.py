@@ -16,7 +16,7 @@ from biomedclip import __version__
 from biomedclip.cli.common import report_error
 from biomedclip.errors import BiomedCLIPError
 
-COMMANDS = ("classify", "embed", "info", "convert")
+COMMANDS = ("classify", "info", "convert")
 
 DESCRIPTION = """\
 BiomedCLIP: zero-shot classification, embedding and search of biomedical images and text
