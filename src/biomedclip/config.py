@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,27 @@ class BertConfig:
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12
     pad_token_id: int = 0
+
+
+def _bert_config_for(name: str) -> BertConfig:
+    """The BERT architecture for a text-model name: embedded for PubMedBERT/BiomedBERT ids,
+    read from ``config.json`` when the name is a local directory, else the embedded default."""
+    local = Path(name) / "config.json"
+    if name not in TEXT_MODEL_IDS and local.is_file():
+        try:
+            raw = json.loads(local.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{local}: cannot read BERT config ({e})") from e
+        if raw.get("model_type", "bert") != "bert":
+            raise ConfigError(f"{local}: model_type {raw.get('model_type')!r} is not 'bert'")
+        known = {f.name for f in dataclasses.fields(BertConfig)}
+        return BertConfig(**{k: v for k, v in raw.items() if k in known})
+    if name not in TEXT_MODEL_IDS:
+        logging.getLogger(__name__).warning(
+            "text model %r is not a known PubMedBERT/BiomedBERT id; using the embedded "
+            "PubMedBERT-base architecture", name
+        )
+    return BertConfig()
 
 
 @dataclass
@@ -195,11 +217,7 @@ class ModelConfig:
         if pooler not in ("cls_last_hidden_state_pooler", "cls_pooler"):
             raise ConfigError(f"unsupported text pooler {pooler!r}")
         name = tc.get("hf_model_name", TEXT_MODEL_IDS[0])
-        if name not in TEXT_MODEL_IDS and "BiomedBERT" not in name and "PubMedBERT" not in name:
-            raise ConfigError(
-                f"text model {name!r} is not PubMedBERT/BiomedBERT; this package embeds only that "
-                "architecture"
-            )
+        bert = _bert_config_for(name)
         if vc.get("timm_pool", "") not in ("", "token"):
             raise ConfigError(f"unsupported timm_pool {vc.get('timm_pool')!r}")
         pre = d.get("preprocess_cfg", {})
@@ -213,6 +231,7 @@ class ModelConfig:
                 context_length=int(tc.get("context_length", 256)),
                 proj=proj,
                 pooler="cls_last_hidden_state_pooler",
+                bert=bert,
             ),
             preprocess=PreprocessConfig(
                 image_size=image_size,

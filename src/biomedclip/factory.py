@@ -54,6 +54,7 @@ def load_model(
     config: ModelConfig | None = None,
     cache_dir: str | Path | None = None,
     verify: bool = True,
+    endpoint: str | None = None,
     _resolved: ResolvedSource | None = None,
 ) -> BiomedCLIP:
     """Build the model and load weights from ``source`` (a :class:`ModelConfig` gives random init)."""
@@ -61,7 +62,7 @@ def load_model(
         model = BiomedCLIP(source)
         model.load_info = LoadInfo("random init", None, None, None, None, False)
     else:
-        res = _resolved or resolve_source(source, cache_dir=cache_dir)
+        res = _resolved or resolve_source(source, cache_dir=cache_dir, endpoint=endpoint)
         cfg = config or (ModelConfig.from_file(res.config) if res.config else ModelConfig.biomedclip())
         digest, verified = None, False
         if verify and res.weights is not None and claims_released(res.weights, res.repo_id):
@@ -127,15 +128,21 @@ def load(
     cache_dir: str | Path | None = None,
     verify: bool = True,
     tokenizer: Tokenizer | str | os.PathLike | None = None,
+    endpoint: str | None = None,
 ) -> tuple[BiomedCLIP, Callable[[Image.Image], torch.Tensor], Tokenizer]:
     """Load BiomedCLIP: ``model, preprocess, tokenizer = biomedclip.load()``.
 
     ``source``: ``hf-hub:org/repo`` (downloaded and cached; the cache works offline), a directory with
     ``open_clip_config.json`` + weights (+ tokenizer files), or a single weights file
     (``.safetensors``, ``.bin``, ``.pt``). A file presenting itself as the released checkpoint is
-    verified against its sha256. ``tokenizer`` overrides where tokenizer files come from.
+    verified against its sha256 (``verify=False`` opts out). ``tokenizer`` overrides where tokenizer
+    files come from; ``endpoint`` overrides the hub URL (default: ``HF_ENDPOINT`` or huggingface.co).
     """
-    resolved = None if isinstance(source, ModelConfig) else resolve_source(source, cache_dir=cache_dir)
+    resolved = (
+        None
+        if isinstance(source, ModelConfig)
+        else resolve_source(source, cache_dir=cache_dir, endpoint=endpoint)
+    )
     model = load_model(source, device, dtype, config, cache_dir, verify, _resolved=resolved)
     if isinstance(tokenizer, Tokenizer):
         tok = tokenizer

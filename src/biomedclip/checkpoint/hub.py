@@ -143,6 +143,8 @@ def resolve_source(
     """Turn a hub id, directory or weights file into local paths (downloading if needed)."""
     if is_hub_id(source):
         source = str(source)
+        endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
+        parse_hub_id(source)  # a malformed id is an error, not a cache miss
         try:  # the cache first: works offline
             return _fetch_hub(source, cache_dir, True, endpoint, need_weights)
         except ModelNotFoundError:

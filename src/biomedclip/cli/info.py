@@ -43,7 +43,7 @@ def describe(model) -> dict:
             "text": count(model.text),
             "tensors": len(model.state_dict()),
         },
-        "logit_scale": float(model.logit_scale.exp()),
+        "logit_scale": float(model.logit_scale.detach().exp()),
         "dtype": str(model.dtype).replace("torch.", ""),
     }
 
