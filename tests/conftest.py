@@ -44,12 +44,59 @@ def released_tokenizer(hub_dir):
     return Tokenizer.from_pretrained(hub_dir)
 
 
-TINY_WORDS = (
-    "a an the this is of photo image in with and on red green blue yellow black white circle "
-    "square triangle star cross left right top bottom center small large big chest x ray brain "
-    "mri ct bone histopathology adenocarcinoma carcinoma squamous cell lung tumor normal "
-    "benign malignant scan slide stain"
-).split()
+TINY_WORDS = [
+    "a",
+    "an",
+    "the",
+    "this",
+    "is",
+    "of",
+    "photo",
+    "image",
+    "in",
+    "with",
+    "and",
+    "on",
+    "red",
+    "green",
+    "blue",
+    "yellow",
+    "black",
+    "white",
+    "circle",
+    "square",
+    "triangle",
+    "star",
+    "cross",
+    "left",
+    "right",
+    "top",
+    "bottom",
+    "center",
+    "small",
+    "large",
+    "big",
+    "chest",
+    "x",
+    "ray",
+    "brain",
+    "mri",
+    "ct",
+    "bone",
+    "histopathology",
+    "adenocarcinoma",
+    "carcinoma",
+    "squamous",
+    "cell",
+    "lung",
+    "tumor",
+    "normal",
+    "benign",
+    "malignant",
+    "scan",
+    "slide",
+    "stain",
+]
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,12 @@ import json
 import shutil
 from pathlib import Path
 
-TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+TOKENIZER_FILES = (
+    "vocab.txt",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+)
 
 
 def reference_dir(hub_dir: Path, tmp: Path) -> Path:
@@ -41,7 +46,9 @@ def build_reference(hub_dir: Path, tmp: Path, seed: int = 0):
     d = reference_dir(hub_dir, tmp)
     torch.manual_seed(seed)
     logging.getLogger().setLevel(logging.ERROR)  # open_clip warns that no weights were found
-    model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{d}", pretrained_hf=False)
+    model, _, preprocess = open_clip.create_model_and_transforms(
+        f"local-dir:{d}", pretrained_hf=False
+    )
     tokenizer = open_clip.get_tokenizer(f"local-dir:{d}")
     return model.eval(), preprocess, tokenizer
 

@@ -70,7 +70,8 @@ def _bert_config_for(name: str) -> BertConfig:
     if name not in TEXT_MODEL_IDS:
         logging.getLogger(__name__).warning(
             "text model %r is not a known PubMedBERT/BiomedBERT id; using the embedded "
-            "PubMedBERT-base architecture", name
+            "PubMedBERT-base architecture",
+            name,
         )
     return BertConfig()
 
@@ -127,7 +128,9 @@ class ModelConfig:
         return cls()
 
     @classmethod
-    def tiny(cls, vocab_size: int = 30522, image_size: int = 32, embed_dim: int = 32) -> ModelConfig:
+    def tiny(
+        cls, vocab_size: int = 30522, image_size: int = 32, embed_dim: int = 32
+    ) -> ModelConfig:
         """A few-hundred-thousand-parameter model of the same shape, for fast tests."""
         return cls(
             embed_dim=embed_dim,
@@ -224,8 +227,10 @@ class ModelConfig:
         image_size = int(vc.get("image_size", 224))
         return cls(
             embed_dim=int(mc.get("embed_dim", 512)),
-            vision=VisionConfig(timm_model_name=vc.get("timm_model_name", "vit_base_patch16_224"),
-                                image_size=image_size),
+            vision=VisionConfig(
+                timm_model_name=vc.get("timm_model_name", "vit_base_patch16_224"),
+                image_size=image_size,
+            ),
             text=TextConfig(
                 hf_model_name=name,
                 context_length=int(tc.get("context_length", 256)),

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from PIL import Image
@@ -39,8 +39,14 @@ class LoadInfo:
 def _resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
-    names = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
-             "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+    names = {
+        "fp32": torch.float32,
+        "float32": torch.float32,
+        "bf16": torch.bfloat16,
+        "bfloat16": torch.bfloat16,
+        "fp16": torch.float16,
+        "float16": torch.float16,
+    }
     try:
         return names[str(dtype).lower()]
     except KeyError as e:
@@ -63,7 +69,9 @@ def load_model(
         model.load_info = LoadInfo("random init", None, None, None, None, False)
     else:
         res = _resolved or resolve_source(source, cache_dir=cache_dir, endpoint=endpoint)
-        cfg = config or (ModelConfig.from_file(res.config) if res.config else ModelConfig.biomedclip())
+        cfg = config or (
+            ModelConfig.from_file(res.config) if res.config else ModelConfig.biomedclip()
+        )
         digest, verified = None, False
         if verify and res.weights is not None and claims_released(res.weights, res.repo_id):
             digest, verified = verify_sha256(res.weights), True
@@ -74,8 +82,12 @@ def load_model(
         load_into(model, state, res.weights)
         _fix_non_persistent_buffers(model)
         model.load_info = LoadInfo(
-            str(source), str(res.weights), str(res.config) if res.config else None,
-            str(res.tokenizer_dir) if res.tokenizer_dir else None, digest, verified,
+            str(source),
+            str(res.weights),
+            str(res.config) if res.config else None,
+            str(res.tokenizer_dir) if res.tokenizer_dir else None,
+            digest,
+            verified,
         )
     model.eval()
     return model.to(device=device, dtype=_resolve_dtype(dtype))
@@ -89,8 +101,10 @@ def _fix_non_persistent_buffers(model: BiomedCLIP) -> None:
         if buf is None:
             continue
         n = buf.shape[-1]
-        value = torch.arange(n).expand((1, -1)) if name == "position_ids" else torch.zeros(
-            (1, n), dtype=torch.long
+        value = (
+            torch.arange(n).expand((1, -1))
+            if name == "position_ids"
+            else torch.zeros((1, n), dtype=torch.long)
         )
         emb.register_buffer(name, value.clone(), persistent=False)
 
@@ -109,7 +123,9 @@ def load_tokenizer(
             tok_dir = d
     if tok_dir is None:
         try:
-            tok_dir = resolve_source(DEFAULT_MODEL, cache_dir=cache_dir, need_weights=False).tokenizer_dir
+            tok_dir = resolve_source(
+                DEFAULT_MODEL, cache_dir=cache_dir, need_weights=False
+            ).tokenizer_dir
         except Exception as e:  # noqa: BLE001 - report as a tokenizer problem
             raise TokenizerError(
                 f"{source}: no tokenizer files (tokenizer.json or vocab.txt) and the released "
@@ -151,7 +167,9 @@ def load(
     else:
         tok = load_tokenizer(
             None if isinstance(source, ModelConfig) else source,
-            model.config.text.context_length, cache_dir, _resolved=resolved,
+            model.config.text.context_length,
+            cache_dir,
+            _resolved=resolved,
         )
     preprocess = eval_transform(model.config.preprocess)
     model.tokenizer, model.preprocess = tok, preprocess  # defaults for zero_shot & co.

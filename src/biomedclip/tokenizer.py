@@ -24,7 +24,12 @@ from tokenizers.models import WordPiece
 
 from biomedclip.errors import TokenizerError
 
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+)
 SPECIAL_TOKENS = {
     "unk_token": "[UNK]",
     "sep_token": "[SEP]",
@@ -183,7 +188,9 @@ class Tokenizer:
         if not all_ids:
             raise TokenizerError("no texts to tokenize")
         truncated = [len(ids) > length for ids in all_ids]
-        all_ids = [ids[: length - 1] + [self.sep_id] if t else ids for ids, t in zip(all_ids, truncated)]
+        all_ids = [
+            ids[: length - 1] + [self.sep_id] if t else ids for ids, t in zip(all_ids, truncated)
+        ]
         if warn and any(truncated):
             n = sum(truncated)
             warnings.warn(

@@ -39,7 +39,9 @@ def eval_transform(cfg: PreprocessConfig | None = None) -> Callable[[Image.Image
     cfg = cfg or PreprocessConfig()
     return T.Compose(
         [
-            T.Resize(cfg.image_size, interpolation=_interpolation(cfg.interpolation), antialias=True),
+            T.Resize(
+                cfg.image_size, interpolation=_interpolation(cfg.interpolation), antialias=True
+            ),
             T.CenterCrop(cfg.image_size),
             ToRGB(),
             T.ToTensor(),

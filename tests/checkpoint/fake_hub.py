@@ -28,7 +28,7 @@ class FakeHub:
                 hub.requests.append((self.command, self.path))
                 if not self.path.startswith(prefix):
                     return None
-                _, _, name = self.path[len(prefix):].partition("/")
+                _, _, name = self.path[len(prefix) :].partition("/")
                 return hub.files.get(name.split("?")[0])
 
             def _headers(self, path: Path):

@@ -44,7 +44,9 @@ def test_bin_with_legacy_keys(tmp_path, tiny_model_dir, tiny):
     sd["text.transformer.pooler.dense.weight"] = torch.zeros(64, 64)
     sd["text.transformer.pooler.dense.bias"] = torch.zeros(64)
     sd["logit_scale"] = sd["logit_scale"].reshape(1)
-    d = _dir_with(tmp_path, tiny_model_dir, "open_clip_pytorch_model.bin", lambda p: torch.save(sd, p))
+    d = _dir_with(
+        tmp_path, tiny_model_dir, "open_clip_pytorch_model.bin", lambda p: torch.save(sd, p)
+    )
     loaded, _, _ = biomedclip.load(d)
     assert _same(loaded, tiny)
     assert loaded.logit_scale.shape == ()
@@ -76,7 +78,9 @@ def test_pickled_objects_refused(tmp_path, tiny_model_dir, tiny):
             return (print, ("pwned",))
 
     bad = {"state_dict": tiny.state_dict(), "extra": Evil()}
-    d = _dir_with(tmp_path, tiny_model_dir, "open_clip_pytorch_model.bin", lambda p: torch.save(bad, p))
+    d = _dir_with(
+        tmp_path, tiny_model_dir, "open_clip_pytorch_model.bin", lambda p: torch.save(bad, p)
+    )
     with pytest.raises(CheckpointError, match="refused to unpickle"):
         biomedclip.load(d)
 
@@ -90,7 +94,9 @@ def test_corrupt_files_name_the_file(tmp_path, tiny, damage, suffix):
     else:
         save_file({k: v.contiguous() for k, v in tiny.state_dict().items()}, f)
     data = f.read_bytes()
-    f.write_bytes({"truncate": data[: len(data) // 2], "empty": b"", "garbage": b"\x00junk" * 99}[damage])
+    f.write_bytes(
+        {"truncate": data[: len(data) // 2], "empty": b"", "garbage": b"\x00junk" * 99}[damage]
+    )
     with pytest.raises(CheckpointError, match=str(f)):
         read_state_dict(f)
 
@@ -133,7 +139,10 @@ def test_save_pretrained_round_trip_offline(tmp_path, tiny, tiny_model_dir, monk
     _, _, tok = biomedclip.load(tiny_model_dir)
     out = tiny.save_pretrained(tmp_path / "out", tokenizer=tok)
     assert {p.name for p in out.iterdir()} >= {
-        "open_clip_model.safetensors", "open_clip_config.json", "tokenizer.json", "vocab.txt",
+        "open_clip_model.safetensors",
+        "open_clip_config.json",
+        "tokenizer.json",
+        "vocab.txt",
     }
     again, pre, tok2 = biomedclip.load(out)
     assert _same(again, tiny)
@@ -163,7 +172,10 @@ def test_both_config_spellings_and_text_ids(hub_dir):
     assert a.text.bert == b.text.bert
     assert a.embed_dim == 512 and a.text.context_length == 256 and a.vision.image_size == 224
     assert a.preprocess.mean == pytest.approx((0.48145466, 0.4578275, 0.40821073))
-    assert BiomedCLIP(a).state_dict().keys() == BiomedCLIP(ModelConfig.biomedclip()).state_dict().keys()
+    assert (
+        BiomedCLIP(a).state_dict().keys()
+        == BiomedCLIP(ModelConfig.biomedclip()).state_dict().keys()
+    )
 
 
 def test_config_round_trip(tmp_path):

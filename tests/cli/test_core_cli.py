@@ -27,8 +27,16 @@ def test_every_command_has_help(capsys, command):
 
 def test_classify_examples_json(capsys, tiny_model_dir, example_images):
     code, out, _ = run_cli(
-        capsys, "classify", *example_images, "--labels", "chest x ray, brain mri, bone",
-        "--model", tiny_model_dir, "--top-k", "2", "--json",
+        capsys,
+        "classify",
+        *example_images,
+        "--labels",
+        "chest x ray, brain mri, bone",
+        "--model",
+        tiny_model_dir,
+        "--top-k",
+        "2",
+        "--json",
     )
     assert code == 0
     data = json.loads(out)
@@ -49,8 +57,16 @@ def test_classify_table_and_bad_file(capsys, tiny_model_dir, example_images, tmp
     bad.write_bytes(example_images[0].read_bytes()[:200])
     missing = tmp_path / "missing.png"
     code, out, err = run_cli(
-        capsys, "classify", example_images[0], bad, missing, example_images[1],
-        "--labels", "red, blue", "--model", tiny_model_dir,
+        capsys,
+        "classify",
+        example_images[0],
+        bad,
+        missing,
+        example_images[1],
+        "--labels",
+        "red, blue",
+        "--model",
+        tiny_model_dir,
     )
     assert code == 1  # failures are reported ...
     assert "truncated.jpg" in err and "missing.png" in err
@@ -60,8 +76,9 @@ def test_classify_table_and_bad_file(capsys, tiny_model_dir, example_images, tmp
 
 @pytest.mark.parametrize("labels", ["", "a,,b", " , "])
 def test_classify_refuses_empty_labels(capsys, tiny_model_dir, example_images, labels):
-    code, _, err = run_cli(capsys, "classify", example_images[0], "--labels", labels,
-                           "--model", tiny_model_dir)
+    code, _, err = run_cli(
+        capsys, "classify", example_images[0], "--labels", labels, "--model", tiny_model_dir
+    )
     assert code == 2 and ("empty" in err.lower() or "no labels" in err.lower())
 
 
@@ -77,11 +94,22 @@ def test_convert_bin_to_safetensors(capsys, tiny_model_dir, tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     model = biomedclip.load_model(tiny_model_dir)
-    torch.save({"state_dict": {"module." + k: v for k, v in model.state_dict().items()}},
-               src / "open_clip_pytorch_model.bin")
-    (src / "open_clip_config.json").write_text((tiny_model_dir / "open_clip_config.json").read_text())
-    code, out, _ = run_cli(capsys, "convert", src / "open_clip_pytorch_model.bin", tmp_path / "out",
-                           "--tokenizer", tiny_model_dir, "--json")
+    torch.save(
+        {"state_dict": {"module." + k: v for k, v in model.state_dict().items()}},
+        src / "open_clip_pytorch_model.bin",
+    )
+    (src / "open_clip_config.json").write_text(
+        (tiny_model_dir / "open_clip_config.json").read_text()
+    )
+    code, out, _ = run_cli(
+        capsys,
+        "convert",
+        src / "open_clip_pytorch_model.bin",
+        tmp_path / "out",
+        "--tokenizer",
+        tiny_model_dir,
+        "--json",
+    )
     assert code == 0 and json.loads(out)["verified"] is True
     assert (tmp_path / "out" / "open_clip_model.safetensors").is_file()
     again = biomedclip.load_model(tmp_path / "out")
@@ -89,8 +117,9 @@ def test_convert_bin_to_safetensors(capsys, tiny_model_dir, tmp_path):
 
 
 def test_missing_model_is_a_clear_error(capsys, tmp_path, example_images):
-    code, _, err = run_cli(capsys, "classify", example_images[0], "--labels", "a, b",
-                           "--model", tmp_path / "nowhere")
+    code, _, err = run_cli(
+        capsys, "classify", example_images[0], "--labels", "a, b", "--model", tmp_path / "nowhere"
+    )
     assert code == 2 and "nowhere" in err and "no such file or directory" in err
 
 
@@ -101,6 +130,14 @@ def test_classify_full_architecture_checkpoint(capsys, tmp_path, hub_dir, exampl
     model = biomedclip.create_model()
     _, _, tok = biomedclip.load(biomedclip.ModelConfig.tiny(), tokenizer=hub_dir)
     model.save_pretrained(tmp_path / "full", tokenizer=tok)
-    code, out, _ = run_cli(capsys, "classify", *example_images, "--model", tmp_path / "full",
-                           "--labels", "chest X-ray, brain MRI, bone X-ray, pie chart", "--json")
+    code, out, _ = run_cli(
+        capsys,
+        "classify",
+        *example_images,
+        "--model",
+        tmp_path / "full",
+        "--labels",
+        "chest X-ray, brain MRI, bone X-ray, pie chart",
+        "--json",
+    )
     assert code == 0 and len(json.loads(out)["results"]) == 9

@@ -70,7 +70,8 @@ def test_image_text_features_and_logits_match(pair, example_images):
     assert (ref_txt - our_txt).abs().max() <= TOL
 
     ref_logits = ref.logit_scale.exp() * (
-        torch.nn.functional.normalize(ref_img, dim=-1) @ torch.nn.functional.normalize(ref_txt, dim=-1).T
+        torch.nn.functional.normalize(ref_img, dim=-1)
+        @ torch.nn.functional.normalize(ref_txt, dim=-1).T
     )
     our_logits = ours.logits(our_img, our_txt)
     assert (ref_logits - our_logits).abs().max() <= TOL * 100  # logits are scaled by 100

@@ -22,8 +22,12 @@ def test_reproduces_expected_zero_shot(hub_dir):
     images = [hub_dir / expected["image_dir"] / name for name in expected["probabilities"]]
     template = expected["template"] + "{}"  # "this is a photo of {}"
     res = biomedclip.zero_shot(
-        model, [Image.open(p) for p in images], labels, templates=template,
-        tokenizer=tokenizer, preprocess=preprocess,
+        model,
+        [Image.open(p) for p in images],
+        labels,
+        templates=template,
+        tokenizer=tokenizer,
+        preprocess=preprocess,
     )
     for row, path in zip(res.to_dicts(), images):
         for label, p in expected["probabilities"][Path(path).name].items():

@@ -38,7 +38,9 @@ def _texts() -> list[str]:
     vqa = json.loads(shared_path("vqa_rad", "testset.json").read_text())
     slake = json.loads(shared_path("slake", "test.json").read_text())
     rng = random.Random(0)
-    texts += [q["question"] for q in rng.sample(vqa, 80)] + [q["answer"] for q in rng.sample(vqa, 20)]
+    texts += [q["question"] for q in rng.sample(vqa, 80)] + [
+        q["answer"] for q in rng.sample(vqa, 20)
+    ]
     texts += [q["question"] for q in rng.sample(slake, 60) if q.get("q_lang") == "en"]
     for line in shared_path("pmc", "medicat", "sample.jsonl").read_text().splitlines():
         rec = json.loads(line)
@@ -84,8 +86,10 @@ def test_ids_equal_reference(released_tokenizer, reference_tokenizer):
 def test_pads_to_longest_and_masks(released_tokenizer):
     b = released_tokenizer(["chest x-ray", "a photo of an adenocarcinoma histopathology slide"])
     assert b.input_ids.shape[1] == max(b.lengths) < 32
-    assert b.attention_mask.tolist()[0] == [1] * b.lengths[0] + [0] * (b.input_ids.shape[1] - b.lengths[0])
-    assert b.input_ids[0, b.lengths[0]:].eq(released_tokenizer.pad_id).all()
+    assert b.attention_mask.tolist()[0] == [1] * b.lengths[0] + [0] * (
+        b.input_ids.shape[1] - b.lengths[0]
+    )
+    assert b.input_ids[0, b.lengths[0] :].eq(released_tokenizer.pad_id).all()
     fixed = released_tokenizer(["chest x-ray"], padding="max_length")
     assert fixed.input_ids.shape == (1, 256)
 

@@ -153,7 +153,7 @@ def resolve_source(
             "Download the model once with network access (it is then cached), or point --model at "
             "a local directory holding open_clip_config.json and the weights "
             "(e.g. `git clone https://huggingface.co/"
-            f"{source[len(HUB_PREFIX):]}` elsewhere, then `--model ./that-dir`)."
+            f"{source[len(HUB_PREFIX) :]}` elsewhere, then `--model ./that-dir`)."
         )
         if _offline():
             raise ModelNotFoundError(

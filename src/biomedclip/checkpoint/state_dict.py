@@ -95,14 +95,22 @@ def check_compatible(
     if not (missing or unexpected or shapes):
         return
     parts = [f"{source}: checkpoint does not fit the model"]
-    for title, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
+    for title, items in (
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("shape mismatch", shapes),
+    ):
         if items:
-            shown = ", ".join(items[:12]) + (f", ... ({len(items) - 12} more)" if len(items) > 12 else "")
+            shown = ", ".join(items[:12]) + (
+                f", ... ({len(items) - 12} more)" if len(items) > 12 else ""
+            )
             parts.append(f"{title} keys ({len(items)}): {shown}")
     raise CheckpointError("\n  ".join(parts))
 
 
-def load_into(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], source: object) -> None:
+def load_into(
+    model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], source: object
+) -> None:
     """Normalise, check and strictly load ``state_dict`` into ``model`` (dtype cast to the model's)."""
     model_state = model.state_dict()
     sd = normalize_state_dict(state_dict, model_state)

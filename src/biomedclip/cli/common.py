@@ -19,7 +19,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         help="hub id (hf-hub:org/repo, cached after the first download), a model directory, "
         "or a weights file (default: %(default)s)",
     )
-    g.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps (default: cpu)")
+    g.add_argument(
+        "--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps (default: cpu)"
+    )
     g.add_argument(
         "--dtype",
         default="fp32",

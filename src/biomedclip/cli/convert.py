@@ -20,13 +20,18 @@ example:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "convert", help=HELP, description=DESCRIPTION,
+        "convert",
+        help=HELP,
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("source", help="weights file, model directory or hf-hub: id")
     p.add_argument("out_dir", help="output directory (created)")
-    p.add_argument("--tokenizer", default=None,
-                   help="directory with tokenizer files, if SOURCE has none beside it")
+    p.add_argument(
+        "--tokenizer",
+        default=None,
+        help="directory with tokenizer files, if SOURCE has none beside it",
+    )
     p.add_argument("--cache-dir", default=None, help="hub cache directory")
     add_json_flag(p)
     p.set_defaults(func=run)
@@ -45,11 +50,18 @@ def run(args: argparse.Namespace) -> int:
     bad = [k for k in a if not torch.equal(a[k], b[k])]
     if bad:
         raise CheckpointError(f"{out}: round trip changed {len(bad)} tensors, e.g. {bad[:3]}")
-    summary = {"source": args.source, "out_dir": str(out), "tensors": len(a),
-               "parameters": sum(v.numel() for v in a.values()), "verified": True}
+    summary = {
+        "source": args.source,
+        "out_dir": str(out),
+        "tensors": len(a),
+        "parameters": sum(v.numel() for v in a.values()),
+        "verified": True,
+    }
     if args.json:
         print_json(summary)
     else:
-        console().print(f"wrote [bold]{out}[/] ({summary['tensors']} tensors, "
-                        f"{summary['parameters']:,} parameters; reload verified bit-exact)")
+        console().print(
+            f"wrote [bold]{out}[/] ({summary['tensors']} tensors, "
+            f"{summary['parameters']:,} parameters; reload verified bit-exact)"
+        )
     return 0

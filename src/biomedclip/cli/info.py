@@ -63,8 +63,10 @@ def run(args: argparse.Namespace) -> int:
     t.add_column()
     for key, value in d.items():
         if key == "parameters":
-            value = (f"{value['total']:,} total ({value['image']:,} image, {value['text']:,} text; "
-                     f"{value['tensors']} tensors)")
+            value = (
+                f"{value['total']:,} total ({value['image']:,} image, {value['text']:,} text; "
+                f"{value['tensors']} tensors)"
+            )
         t.add_row(key, str(value))
     console().print(t)
     return 0

@@ -57,9 +57,7 @@ class BiomedCLIP(nn.Module):
         text = self.encode_text(input_ids, attention_mask, normalize=True)
         return image, text, self.logit_scale.exp()
 
-    def logits(
-        self, image_features: torch.Tensor, text_features: torch.Tensor
-    ) -> torch.Tensor:
+    def logits(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
         """``exp(logit_scale) * cos(image, text)``, ``[n_images, n_texts]``."""
         image_features = F.normalize(image_features, dim=-1)
         text_features = F.normalize(text_features, dim=-1)
@@ -82,9 +80,7 @@ class BiomedCLIP(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     # ---- persistence (see biomedclip.checkpoint) -------------------------------------------
-    def save_pretrained(
-        self, directory: str | Path, tokenizer: Tokenizer | None = None
-    ) -> Path:
+    def save_pretrained(self, directory: str | Path, tokenizer: Tokenizer | None = None) -> Path:
         """Write safetensors weights + ``open_clip_config.json`` (+ tokenizer files)."""
         from biomedclip.checkpoint.save import save_pretrained
 
