@@ -50,5 +50,21 @@ class ImageTooLargeError(ImageError):
     """The image exceeds the configured pixel limit (decompression-bomb guard)."""
 
 
+class MissingPixelDataError(ImageDecodeError):
+    """A DICOM file holds no pixel data (a report, a plan, a structured document)."""
+
+
+class UnsupportedTransferSyntaxError(UnsupportedFormatError):
+    """DICOM pixel data is encoded with a transfer syntax that no installed decoder handles."""
+
+
+class ImageDependencyError(UnsupportedFormatError):
+    """Reading this format needs an optional package that is not installed (the message says which)."""
+
+
+class NoTissueError(ImageError):
+    """A whole-slide image has no tile with enough tissue at the chosen level and threshold."""
+
+
 class InputError(BiomedCLIPError, ValueError):
     """A user-supplied argument is unusable (for example an empty label list)."""

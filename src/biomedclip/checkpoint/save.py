@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,6 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from biomedclip.config import CONFIG_FILE, WEIGHTS_FILE
+from biomedclip.io_utils import make_temp_beside
 
 if TYPE_CHECKING:
     from biomedclip.model import BiomedCLIP
@@ -23,8 +23,7 @@ def atomic_save_safetensors(
     """Save tensors to ``path`` through a temporary file and an atomic rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = make_temp_beside(path)
     try:
         save_file(
             {k: v.detach().contiguous().cpu() for k, v in tensors.items()},

@@ -1,0 +1,98 @@
+"""Command-line options for medical image inputs, shared by ``classify``, ``show`` and others."""
+
+from __future__ import annotations
+
+import argparse
+
+from biomedclip.imaging.options import PLANES, ReadOptions
+from biomedclip.imaging.windowing import PRESETS
+
+
+def add_image_args(
+    parser: argparse.ArgumentParser, slides: bool = True, max_tiles: int = 256
+) -> None:
+    """``--window --frames --slices --plane --max-pixels`` (+ whole-slide tiling options)."""
+    g = parser.add_argument_group("medical images (DICOM, NIfTI, 16-bit TIFF)")
+    g.add_argument(
+        "--window",
+        default=None,
+        metavar="PRESET|C,W",
+        help=f"intensity window: a CT preset ({', '.join(PRESETS)}) or CENTER,WIDTH in stored "
+        "units after rescale (HU for CT); default: the file's VOI LUT / window, else the "
+        "0.5-99.5 percentiles",
+    )
+    g.add_argument(
+        "--frames",
+        default=None,
+        metavar="WHICH",
+        help="frames of multi-frame DICOM / multi-page TIFF: middle, first, all or a 0-based "
+        "index (default: middle DICOM frame, first TIFF page)",
+    )
+    g.add_argument(
+        "--slices",
+        type=int,
+        default=1,
+        metavar="N",
+        help="NIfTI: N evenly spaced slices (default: 1, the middle one)",
+    )
+    g.add_argument(
+        "--plane", choices=PLANES, default="axial", help="NIfTI slice plane (default: axial)"
+    )
+    g.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        metavar="N",
+        help="refuse inputs that decode to more than N pixels (decompression-bomb "
+        "guard; default ~625M)",
+    )
+    if not slides:
+        return
+    s = parser.add_argument_group("whole-slide images (SVS, NDPI, MRXS, pyramidal TIFF, ...)")
+    s.add_argument("--tile-size", type=int, default=224, help="tile side in pixels (default: 224)")
+    lv = s.add_mutually_exclusive_group()
+    lv.add_argument(
+        "--level",
+        type=int,
+        default=None,
+        help="pyramid level to tile (default: 0, full resolution)",
+    )
+    lv.add_argument(
+        "--magnification",
+        type=float,
+        default=None,
+        metavar="X",
+        help="objective magnification to tile at, e.g. 10 (needs slide metadata)",
+    )
+    s.add_argument(
+        "--tissue-fraction",
+        type=float,
+        default=0.5,
+        metavar="F",
+        help="keep tiles with at least this tissue fraction (default: 0.5)",
+    )
+    s.add_argument(
+        "--max-tiles",
+        type=int,
+        default=max_tiles,
+        metavar="N",
+        help=f"evenly sample at most N tissue tiles per slide (default: {max_tiles})",
+    )
+
+
+def options_from_args(args: argparse.Namespace, mode: str | None = None) -> ReadOptions:
+    """:class:`ReadOptions` from parsed arguments (raises InputError on bad values)."""
+    kw = {}
+    if getattr(args, "max_pixels", None) is not None:
+        kw["max_pixels"] = args.max_pixels
+    for name in ("tile_size", "level", "magnification", "tissue_fraction", "max_tiles"):
+        if hasattr(args, name):
+            kw[name] = getattr(args, name)
+    return ReadOptions(
+        mode=mode,
+        window=args.window,
+        frames=args.frames,
+        slices=args.slices,
+        plane=args.plane,
+        **kw,
+    )

@@ -1,0 +1,281 @@
+"""DICOM through pydicom (+ pylibjpeg, openjpeg and RLE plugins).
+
+Grayscale pipeline, per DICOM PS3.3: stored values -> modality LUT (rescale slope/intercept or
+Modality LUT Sequence) -> VOI (a user window/preset, else the VOI LUT Sequence, else the file's
+window centre/width with its VOI LUT Function, else percentiles) -> MONOCHROME1 inversion -> 8-bit.
+Colour: YBR is converted to RGB by pydicom, PALETTE COLOR through its LUT, >8-bit samples scaled.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from biomedclip.errors import (
+    ImageDecodeError,
+    ImageError,
+    ImageTooLargeError,
+    MissingPixelDataError,
+    UnsupportedFormatError,
+    UnsupportedTransferSyntaxError,
+)
+from biomedclip.imaging.options import ImageRecord, ReadOptions
+from biomedclip.imaging.pillow import frame_indices
+from biomedclip.imaging.source import FATAL, Source
+from biomedclip.imaging.windowing import (
+    WINDOW_FUNCTIONS,
+    Window,
+    apply_window,
+    percentile_window,
+    to_uint8,
+)
+
+PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+def _first(value: Any) -> float | None:
+    """First value of a possibly multi-valued element as float (None when absent/invalid)."""
+    if value is None or value == "":
+        return None
+    try:
+        if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+            value = value[0]
+        f = float(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return f if np.isfinite(f) else None
+
+
+def _functional_group_item(ds, frame: int, sequence: str):
+    """The item of ``sequence`` for ``frame`` in an enhanced (multi-frame) object, if any."""
+    for groups, idx in (
+        ("PerFrameFunctionalGroupsSequence", frame),
+        ("SharedFunctionalGroupsSequence", 0),
+    ):
+        seq = ds.get(groups)
+        if seq is not None and len(seq) > idx:
+            inner = seq[idx].get(sequence)
+            if inner is not None and len(inner):
+                return inner[0]
+    return None
+
+
+def _file_window(ds, frame: int) -> Window | None:
+    item = _functional_group_item(ds, frame, "FrameVOILUTSequence") or ds
+    c, w = _first(item.get("WindowCenter")), _first(item.get("WindowWidth"))
+    if c is None or w is None or w <= 0:
+        return None
+    func = str(item.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
+    if func not in WINDOW_FUNCTIONS:
+        func = "LINEAR"
+    if func == "LINEAR" and w < 1:
+        return None
+    return Window(c, w, func, source="file")
+
+
+def _modality(ds, arr: np.ndarray, frame: int) -> tuple[np.ndarray, bool]:
+    """Apply the modality LUT; returns (values, whether anything was applied)."""
+    from pydicom.pixels import apply_modality_lut
+
+    item = _functional_group_item(ds, frame, "PixelValueTransformationSequence")
+    if item is not None and "RescaleSlope" in item:
+        slope = _first(item.get("RescaleSlope")) or 1.0
+        inter = _first(item.get("RescaleIntercept")) or 0.0
+        return arr.astype(np.float64) * slope + inter, True
+    if "ModalityLUTSequence" in ds or "RescaleSlope" in ds or "RescaleIntercept" in ds:
+        out = apply_modality_lut(arr, ds)
+        return out, True
+    return arr, False
+
+
+def _voi_lut_to_float(ds, arr: np.ndarray) -> np.ndarray | None:
+    """Apply the first VOI LUT Sequence item; output scaled to [0, 255]."""
+    from pydicom.pixels import apply_voi
+
+    seq = ds.get("VOILUTSequence")
+    if not seq:
+        return None
+    desc = seq[0].get("LUTDescriptor")
+    try:
+        bits = int(desc[2])
+    except (TypeError, ValueError, IndexError):
+        return None
+    out = apply_voi(arr, ds, index=0).astype(np.float64)
+    top = float(2**bits - 1) if 1 <= bits <= 16 else float(np.max(out) or 1.0)
+    return out / top * 255.0
+
+
+def _grayscale(ds, raw: np.ndarray, frame: int, options: ReadOptions) -> tuple[np.ndarray, dict]:
+    values, modality_applied = _modality(ds, raw, frame)
+    info: dict = {"modality_lut": modality_applied}
+    user = options.window_obj
+    display = None
+    if user is not None:
+        display, info["window"] = apply_window(values, user), user.as_dict()
+    elif "VOILUTSequence" in ds:
+        display = _voi_lut_to_float(ds, values)
+        if display is not None:
+            info["window"] = {"source": "file-voi-lut"}
+    if display is None and user is None:
+        win = _file_window(ds, frame)
+        if win is None:
+            bits = int(ds.get("BitsStored", 8) or 8)
+            if bits <= 8 and not modality_applied and values.dtype == np.uint8:
+                top = float(2 ** max(bits, 1) - 1)  # e.g. 0..255, or 0..1 for a binary SEG
+                win = Window(top / 2, top, "LINEAR_EXACT", source="stored-range")
+            else:
+                win = percentile_window(values, *options.percentiles)
+        display, info["window"] = apply_window(values, win), win.as_dict()
+    out = to_uint8(display)
+    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        out = 255 - out
+        info["inverted"] = True
+    return out, info
+
+
+def _color(ds, arr: np.ndarray, photometric: str) -> np.ndarray:
+    from pydicom.pixels import apply_color_lut
+
+    if photometric == "PALETTE COLOR":
+        arr = apply_color_lut(arr, ds)
+        bits = 16 if arr.dtype.itemsize > 1 else 8
+    else:
+        bits = int(ds.get("BitsStored", arr.dtype.itemsize * 8) or 8)
+    if arr.dtype == np.uint8:
+        return arr
+    arr = arr.astype(np.float64)
+    top = float(2**bits - 1) if 1 <= bits <= 32 else float(arr.max() or 1.0)
+    return to_uint8(arr / top * 255.0)
+
+
+def _check_decodable(ds, name: str) -> None:
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import UID, ImplicitVRLittleEndian
+
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    if ts is None:  # raw dataset without meta: use the encoding it was read with
+        implicit, little = getattr(ds, "original_encoding", (True, True))
+        from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian
+
+        ts = (
+            ImplicitVRLittleEndian
+            if implicit
+            else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+        )
+        ds.file_meta.TransferSyntaxUID = ts
+    ts = UID(str(ts))
+    try:
+        decoder = get_decoder(ts)
+    except NotImplementedError as e:
+        raise UnsupportedTransferSyntaxError(
+            f"pixel data transfer syntax {ts.name or ts} ({ts}) cannot be decoded", name
+        ) from e
+    if not decoder.is_available:
+        missing = "; ".join(decoder.missing_dependencies) or "a decoding plugin"
+        raise UnsupportedTransferSyntaxError(
+            f"pixel data transfer syntax {ts.name} ({ts}) needs {missing}", name
+        )
+
+
+# Lossless codecs rarely beat 20:1 and lossy ones 200:1 on medical images; a header that declares
+# far more pixels than its compressed data could hold is a decompression bomb (or a corrupt file).
+MAX_COMPRESSION_RATIO = 2000
+
+
+def _check_ratio(ds, pixels: int, name: str) -> None:
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    if ts is None or not getattr(ts, "is_encapsulated", False):
+        return  # native data: pydicom checks the length itself
+    spp = int(ds.get("SamplesPerPixel", 1) or 1)
+    bits = int(ds.get("BitsAllocated", 8) or 8)
+    declared = pixels * spp * max(bits, 8) // 8
+    stored = len(ds.PixelData or b"")
+    if declared > MAX_COMPRESSION_RATIO * max(stored, 1):
+        raise ImageTooLargeError(
+            f"header declares {declared} bytes of pixels for {stored} bytes of compressed data "
+            f"(more than {MAX_COMPRESSION_RATIO}:1): refusing a likely decompression bomb",
+            name,
+        )
+
+
+def read_dicom(src: Source, options: ReadOptions, *, force: bool = False) -> ImageRecord:
+    import pydicom
+    from pydicom.pixels import pixel_array
+
+    name = src.name
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with src.open() as fp:
+                ds = pydicom.dcmread(fp, force=force)
+            if not any(k in ds for k in PIXEL_KEYWORDS):
+                kind = ds.get("Modality") or ds.get("SOPClassUID", "")
+                raise MissingPixelDataError(
+                    f"DICOM file has no pixel data{f' ({kind})' if kind else ''}", name
+                )
+            if ds.get("Rows") is None or ds.get("Columns") is None:
+                raise ImageDecodeError("DICOM pixel data without Rows/Columns", name)
+            rows, cols = int(ds.Rows), int(ds.Columns)
+            if rows <= 0 or cols <= 0:
+                raise ImageDecodeError(f"invalid image size {cols}x{rows}", name)
+            n = int(ds.get("NumberOfFrames", 1) or 1)
+            if n < 1:
+                raise ImageDecodeError(f"invalid NumberOfFrames {n}", name)
+            indices = frame_indices(n, options.frames, default="middle")
+            pixels = rows * cols * len(indices)
+            if options.max_pixels and pixels > options.max_pixels:
+                raise ImageTooLargeError(
+                    f"{cols}x{rows} x {len(indices)} frame(s) exceeds the pixel limit of "
+                    f"{options.max_pixels}",
+                    name,
+                )
+            if "PixelData" in ds:
+                _check_decodable(ds, name)
+                _check_ratio(ds, rows * cols * n, name)
+            photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper().strip()
+            images, items = [], []
+            for i in indices:
+                arr = pixel_array(ds, index=i if n > 1 else None)
+                if arr.ndim == 3 and n == 1 and arr.shape[-1] not in (3, 4):
+                    arr = arr[0]
+                if arr.ndim == 3 and arr.shape[-1] in (3, 4) or photometric == "PALETTE COLOR":
+                    rgb = _color(ds, arr, photometric)[..., :3]
+                    img, info = Image.fromarray(np.ascontiguousarray(rgb), "RGB"), {}
+                elif arr.ndim == 2:
+                    gray, info = _grayscale(ds, arr, i, options)
+                    img = Image.fromarray(gray, "L")
+                else:
+                    raise ImageDecodeError(f"unexpected pixel array shape {arr.shape}", name)
+                if options.mode is not None and img.mode != options.mode:
+                    img = img.convert(options.mode)
+                images.append(img)
+                items.append({"frame": i, **info})
+            ts = ds.file_meta.get("TransferSyntaxUID")
+            meta = {
+                "format": "dicom",
+                "source": name,
+                "modality": str(ds.get("Modality", "")),
+                "photometric": photometric,
+                "rows": rows,
+                "columns": cols,
+                "n_frames": n,
+                "bits_stored": ds.get("BitsStored"),
+                "transfer_syntax": getattr(ts, "name", str(ts)) if ts else None,
+                "items": items,
+            }
+            return ImageRecord(images, meta)
+    except ImageError as e:
+        if e.path is None:
+            raise type(e)(str(e), name) from e
+        raise
+    except pydicom.errors.InvalidDicomError as e:
+        raise UnsupportedFormatError(f"not a DICOM file ({e})", name) from e
+    except FATAL:
+        raise
+    except BaseException as e:  # corrupt files raise anything from deep inside pydicom / codecs
+        raise ImageDecodeError(f"cannot decode DICOM ({type(e).__name__}: {e})", name) from e
