@@ -1,0 +1,98 @@
+"""Image-tower speed: ours (fp32 exact, bf16 autocast fast path) vs open_clip fp32, same weights.
+
+One batch of real preprocessed images (SLAKE / VQA-RAD / LC25000) goes through the reference's
+``encode_image`` and through our :class:`~biomedclip.embedding.encoder.Encoder` (the path
+`biomedclip embed` uses) at fp32 and bf16. Prints images/s, the speed-up over the reference fp32,
+the max |difference| at fp32 and the minimum cosine similarity of the fast path to fp32.
+
+    python benchmarks/image_speed.py [--quick] [--batch-size 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _images import real_jpegs  # noqa: E402
+from _reference import build_reference, ours_from_reference, write_result  # noqa: E402
+from biomedclip.embedding.encoder import Encoder, EncoderSettings, cpu_has_native_bf16  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smaller batch, fewer repetitions")
+    ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--repeats", type=int, default=None)
+    args = ap.parse_args()
+    bs = args.batch_size or (16 if args.quick else 32)
+    repeats = args.repeats or (2 if args.quick else 3)
+    with tempfile.TemporaryDirectory() as tmp:
+        oc, oc_pre, _ = build_reference(tmp)
+        ours, pre, _ = ours_from_reference(oc, tmp)
+    pixels = torch.stack([oc_pre(Image.open(p)) for p in real_jpegs(bs)])
+    assert torch.equal(pixels, torch.stack([pre(Image.open(p)) for p in real_jpegs(bs)]))
+
+    def ref_fp32():
+        with torch.inference_mode():
+            return F.normalize(oc.encode_image(pixels), dim=-1)
+
+    variants = {"reference_fp32": ref_fp32}
+    encoders = {
+        "ours_fp32": Encoder(ours, EncoderSettings("fp32")),
+        "ours_bf16": Encoder(ours, EncoderSettings("bf16")),
+    }
+    for name, enc in encoders.items():
+        variants[name] = lambda enc=enc: enc.encode_images_tensor(pixels)
+
+    outputs = {name: fn() for name, fn in variants.items()}  # warm-up + accuracy
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeats):  # interleaved so that background load hits every variant alike
+        for name, fn in variants.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    ref = outputs["reference_fp32"]
+    ref_s = statistics.median(times["reference_fp32"])
+    result = {
+        "batch_size": bs,
+        "repeats": repeats,
+        "cpu_native_bf16": cpu_has_native_bf16(),
+        "variants": {},
+    }
+    print(
+        f"batch {bs} real images, median of {repeats} interleaved runs "
+        f"(native bf16: {cpu_has_native_bf16()})"
+    )
+    for name in variants:
+        s = statistics.median(times[name])
+        out = outputs[name]
+        cos = F.cosine_similarity(out, outputs["ours_fp32"], dim=-1)
+        r = {
+            "seconds": round(s, 4),
+            "images_per_s": round(bs / s, 2),
+            "speedup_vs_reference_fp32": round(ref_s / s, 3),
+            "max_abs_diff_vs_reference": float((out - ref).abs().max()),
+            "min_cosine_vs_fp32": float(cos.min()),
+            "runs_s": [round(t, 4) for t in times[name]],
+        }
+        result["variants"][name] = r
+        print(
+            f"{name:>15}: {bs / s:7.2f} img/s  speed-up {ref_s / s:5.2f}x  "
+            f"max|d| vs reference {r['max_abs_diff_vs_reference']:.2e}  "
+            f"min cosine vs fp32 {r['min_cosine_vs_fp32']:.6f}"
+        )
+    result["targets"] = {"fp32_speedup_min": 1.0, "fast_path_speedup": 2.0, "min_cosine": 0.999}
+    print(f"wrote {write_result('image_speed', {'quick': args.quick, **result})}")
+
+
+if __name__ == "__main__":
+    main()
