@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from PIL import Image
 
 from biomedclip.checkpoint.hub import ResolvedSource, resolve_source
-from biomedclip.checkpoint.integrity import claims_released, verify_sha256
+from biomedclip.checkpoint.integrity import claims_released, sha256_file, verify_sha256
 from biomedclip.checkpoint.state_dict import load_into, read_state_dict
 from biomedclip.config import DEFAULT_MODEL, ModelConfig
 from biomedclip.errors import TokenizerError
@@ -26,14 +26,21 @@ Source = str | os.PathLike
 
 @dataclass
 class LoadInfo:
-    """Where a loaded model came from (shown by ``biomedclip info``)."""
+    """Where a loaded model came from (``biomedclip info``; model identity for indexes)."""
 
     source: str
     weights: str | None
     config: str | None
     tokenizer_dir: str | None
-    sha256: str | None
-    verified_release: bool
+    verified_release: bool = False
+    _sha256: str | None = field(default=None, repr=False)
+
+    @property
+    def sha256(self) -> str | None:
+        """sha256 of the weights file, computed on first use (memoised on disk per file)."""
+        if self._sha256 is None and self.weights:
+            self._sha256 = sha256_file(self.weights)
+        return self._sha256
 
 
 def _resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
@@ -66,7 +73,7 @@ def load_model(
     """Build the model and load weights from ``source`` (a :class:`ModelConfig` gives random init)."""
     if isinstance(source, ModelConfig):
         model = BiomedCLIP(source)
-        model.load_info = LoadInfo("random init", None, None, None, None, False)
+        model.load_info = LoadInfo("random init", None, None, None)
     else:
         res = _resolved or resolve_source(source, cache_dir=cache_dir, endpoint=endpoint)
         cfg = config or (
@@ -86,8 +93,8 @@ def load_model(
             str(res.weights),
             str(res.config) if res.config else None,
             str(res.tokenizer_dir) if res.tokenizer_dir else None,
-            digest,
-            verified,
+            verified_release=verified,
+            _sha256=digest,
         )
     model.eval()
     return model.to(device=device, dtype=_resolve_dtype(dtype))

@@ -18,13 +18,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def describe(model) -> dict:
     """A JSON-ready description of a loaded model."""
-    from biomedclip.checkpoint.integrity import sha256_file
     from biomedclip.config import RELEASED_SHA256
 
     cfg = model.config
     info = getattr(model, "load_info", None)
     weights = info.weights if info else None
-    digest = info.sha256 if info and info.sha256 else (sha256_file(weights) if weights else None)
+    digest = info.sha256 if info else None
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     return {
         "source": info.source if info else None,
