@@ -16,7 +16,7 @@ from biomedclip import __version__
 from biomedclip.cli.common import report_error
 from biomedclip.errors import BiomedCLIPError
 
-COMMANDS = ("classify", "info", "convert")
+COMMANDS = ("classify", "embed", "info", "convert", "train", "pmc", "show", "index", "search", "eval")
 
 DESCRIPTION = """\
 BiomedCLIP: zero-shot classification, embedding and search of biomedical images and text
