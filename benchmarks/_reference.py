@@ -16,55 +16,29 @@ import json
 import os
 import platform
 import shutil
+import sys
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests import reference as tests_reference  # noqa: E402  (one offline open_clip layout)
+
 SHARED = Path(os.environ.get("BIOMEDCLIP_SHARED_DATA", ROOT.parent / "shared" / "data"))
 HUB_DIR = SHARED / "biomedclip_hub"
-TOKENIZER_FILES = (
-    "vocab.txt",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-)
-
-
-def _write_reference_dir(tmpdir: Path) -> Path:
-    """``tmpdir/reference``: an open_clip local-dir config whose text tower needs no network."""
-    if not (HUB_DIR / "open_clip_config.json").is_file():
-        raise FileNotFoundError(f"released hub files not found in {HUB_DIR}")
-    model_dir = tmpdir / "reference"
-    bert_dir = tmpdir / "reference_bert"
-    model_dir.mkdir(parents=True, exist_ok=True)
-    bert_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(HUB_DIR / "biomedbert_config.json", bert_dir / "config.json")
-    for name in TOKENIZER_FILES:
-        shutil.copyfile(HUB_DIR / name, model_dir / name)
-    cfg = json.loads((HUB_DIR / "open_clip_config.json").read_text())
-    text = cfg["model_cfg"]["text_cfg"]
-    renames = {"proj": "hf_proj_type", "pooler_type": "hf_pooler_type"}
-    text = {renames.get(k, k): v for k, v in text.items()}
-    text["hf_model_name"] = str(bert_dir)
-    text["hf_tokenizer_name"] = str(model_dir)
-    cfg["model_cfg"]["text_cfg"] = text
-    (model_dir / "open_clip_config.json").write_text(json.dumps(cfg, indent=2))
-    return model_dir
+TOKENIZER_FILES = tests_reference.TOKENIZER_FILES
 
 
 def build_reference(tmpdir: str | Path, seed: int = 0):
     """open_clip's BiomedCLIP (random weights, seeded) -> ``(model, preprocess, tokenizer)``, eval mode."""
-    import open_clip
-
-    model_dir = _write_reference_dir(Path(tmpdir))
-    torch.manual_seed(seed)
-    model, _, preprocess = open_clip.create_model_and_transforms(
-        "local-dir:" + str(model_dir), pretrained_hf=False
-    )
-    tokenizer = open_clip.get_tokenizer("local-dir:" + str(model_dir))
-    model.eval()
-    return model, preprocess, tokenizer
+    if not (HUB_DIR / "open_clip_config.json").is_file():
+        raise FileNotFoundError(f"released hub files not found in {HUB_DIR}")
+    model_dir = Path(tmpdir) / "reference"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    return tests_reference.build_reference(HUB_DIR, model_dir, seed=seed)
 
 
 def ours_from_reference(oc_model, tmpdir: str | Path):

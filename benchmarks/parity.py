@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -23,6 +22,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._reference import machine_info, write_result  # noqa: E402
 from tests.reference import build_reference, save_reference_checkpoint  # noqa: E402
 
 import biomedclip  # noqa: E402
@@ -68,16 +68,9 @@ def main() -> None:
             },
             "state_dict": {"tensors": len(ours.state_dict()), "parameters": ours.num_parameters()},
             "tokens_per_prompt": {"reference": ref_ids.shape[1], "ours": batch.input_ids.shape[1]},
-            "machine": {
-                "cpus": torch.get_num_threads(),
-                "torch": torch.__version__,
-                "python": platform.python_version(),
-            },
         }
-    print(json.dumps(res, indent=2))
-    out = ROOT / "benchmarks" / "results" / "parity.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2) + "\n")
+    print(json.dumps({**res, "machine": machine_info()}, indent=2))
+    write_result("parity", res)
     ok = all(v <= 1e-5 for k, v in res["max_abs_diff"].items() if k not in ("logits",))
     ok = ok and res["max_abs_diff"]["logits"] <= 1e-3
     print("PARITY OK" if ok else "PARITY FAILED")
