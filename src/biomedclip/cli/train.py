@@ -14,7 +14,7 @@ from the latest one automatically; OUTPUT/summary.json and OUTPUT/final/ are wri
 examples:
   biomedclip train configs/finetune_biomedclip.yaml --set data.train=/data/pmc/{000000..000999}.tar
   biomedclip train configs/tiny_cpu.yaml --set train.steps=50 --set output.dir=runs/try
-  torchrun --nproc_per_node 2 -m biomedclip.cli.main train configs/tiny_cpu.yaml
+  torchrun --standalone --nproc_per_node 2 -m biomedclip.cli.main train configs/tiny_cpu.yaml
 """
 
 
