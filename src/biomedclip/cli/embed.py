@@ -23,7 +23,9 @@ Or give texts with --text.
 
 Images are decoded by DataLoader worker processes while the model runs; texts are sorted by length
 and padded only to the longest in each batch. --dtype fp32 is exact; bf16 runs under autocast
-(fast on CPUs with AVX512-BF16/AMX and on GPUs; cosine >= 0.999 to fp32). Unreadable inputs are
+(fast on CPUs with AVX512-BF16/AMX and on GPUs; cosine >= 0.999 to fp32); --backend onnx-int8
+is the fastest CPU path for images (ONNX Runtime, int8 weights; exported once per model and cached
+under ~/.cache/biomedclip/onnx or $BIOMEDCLIP_CACHE). Unreadable inputs are
 listed (errors.jsonl for datasets) and the run goes on; the exit code is 1 when any input failed.
 
 examples:
@@ -80,6 +82,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     g.add_argument("--compile", action="store_true", help="torch.compile the towers (GPU)")
     g.add_argument(
+        "--backend",
+        choices=["torch", "onnx-int8"],
+        default="torch",
+        help="torch (default; exact at fp32) or onnx-int8: the image tower through ONNX Runtime "
+        "with int8 weights, the fastest CPU path (exported once and cached; texts use --dtype)",
+    )
+    g.add_argument(
         "--engine",
         choices=["local", "ray"],
         default="local",
@@ -110,13 +119,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--overwrite", action="store_true", help="start the dataset afresh instead of resuming"
     )
     o.add_argument(
-        "--rows-per-part", type=int, default=4096, help="rows per part file (default: 4096)"
-    )
-    o.add_argument(
-        "--flush-seconds",
-        type=float,
-        default=30.0,
-        help="also write a part at least this often (default: 30 s)",
+        "--rows-per-part",
+        type=int,
+        default=50_000,
+        help="rows per part file once the job completes; while it runs every batch is written "
+        "at once as its own small file (default: 50000)",
     )
     t = p.add_argument_group("table inputs")
     t.add_argument("--path-column", default=None, help="image path column of a CSV/Parquet")
@@ -148,10 +155,10 @@ def run(args: argparse.Namespace) -> int:
         num_workers=args.workers,
         precision=args.dtype,
         compile=args.compile,
+        backend=args.backend,
         storage_dtype=args.storage_dtype,
         modality=args.modality,
         rows_per_part=args.rows_per_part,
-        flush_seconds=args.flush_seconds,
         progress=not args.no_progress,
     )
     mods = modalities_for(source, cfg.modality)

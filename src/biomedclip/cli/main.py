@@ -16,7 +16,18 @@ from biomedclip import __version__
 from biomedclip.cli.common import report_error
 from biomedclip.errors import BiomedCLIPError
 
-COMMANDS = ("classify", "embed", "info", "convert", "train", "pmc", "show", "index", "search", "eval")
+COMMANDS = (
+    "classify",
+    "embed",
+    "info",
+    "convert",
+    "train",
+    "pmc",
+    "show",
+    "index",
+    "search",
+    "eval",
+)
 
 DESCRIPTION = """\
 BiomedCLIP: zero-shot classification, embedding and search of biomedical images and text

@@ -2,7 +2,9 @@
 
 ``fp32`` is bit-for-bit the model's own forward pass. ``bf16`` runs under autocast (matmuls and
 attention in bfloat16, norms and softmax in fp32) on CPUs with native bf16 and on GPUs; ``fp16``
-is the same on CUDA. Embeddings always come back as L2-normalised float32 numpy arrays.
+is the same on CUDA. ``backend="onnx-int8"`` runs the image tower through ONNX Runtime with int8
+dynamic-quantised weights (CPU; see :mod:`.onnx_backend`); texts then still use ``precision``.
+Embeddings always come back as L2-normalised float32 numpy arrays.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from biomedclip.errors import ConfigError
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "bf16", "fp16")
+BACKENDS = ("torch", "onnx-int8")
 
 
 def cpu_has_native_bf16() -> bool:
@@ -38,10 +41,18 @@ def cpu_has_native_bf16() -> bool:
 class EncoderSettings:
     precision: str = "fp32"
     compile: bool = False
+    backend: str = "torch"
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend {self.backend!r}: use one of {', '.join(BACKENDS)}")
+
+    @property
+    def label(self) -> str:
+        """What the manifest records: runs with different labels must not share a dataset."""
+        return self.precision if self.backend == "torch" else f"{self.backend}+{self.precision}"
 
 
 class Encoder:
@@ -65,6 +76,14 @@ class Encoder:
         if self.settings.compile:
             self._image_fn = torch.compile(model.encode_image, dynamic=False)
             self._text_fn = torch.compile(model.encode_text, dynamic=True)
+        self._image_autocast = True
+        if self.settings.backend == "onnx-int8":
+            if self.device.type != "cpu":
+                raise ConfigError("the onnx-int8 backend runs on CPU; on GPUs use bf16/fp16")
+            from biomedclip.embedding.onnx_backend import image_encoder_for
+
+            self._image_fn = image_encoder_for(model)
+            self._image_autocast = False
 
     def _autocast(self):
         p = self.settings.precision
@@ -76,7 +95,7 @@ class Encoder:
     @torch.inference_mode()
     def encode_images_tensor(self, pixels: torch.Tensor) -> torch.Tensor:
         pixels = pixels.to(self.device, non_blocking=True)
-        with self._autocast():
+        with self._autocast() if self._image_autocast else contextlib.nullcontext():
             feats = self._image_fn(pixels)
         return F.normalize(feats.float(), dim=-1)
 

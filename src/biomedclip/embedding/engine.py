@@ -41,10 +41,10 @@ class EmbedConfig:
     num_workers: int | None = None  # None: see workers()
     precision: str = "fp32"
     compile: bool = False
+    backend: str = "torch"  # or onnx-int8: the CPU int8 image fast path
     storage_dtype: str = "float32"
     modality: str = "auto"
-    rows_per_part: int = 4096
-    flush_seconds: float = 30.0
+    rows_per_part: int = 50_000  # rows per compacted part file
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     progress: bool = True
     text_chunk: int = 16384
@@ -56,7 +56,7 @@ class EmbedConfig:
             raise ConfigError(f"storage dtype {self.storage_dtype!r}: use float32 or float16")
         if self.batch_size < 1 or self.text_batch_size < 1:
             raise ConfigError("batch sizes must be >= 1")
-        EncoderSettings(self.precision)  # validates
+        EncoderSettings(self.precision, backend=self.backend)  # validates
 
     def workers(self) -> int:
         """Decoding processes: one per core beyond the model's, at most 8. On 2 cores or fewer
@@ -128,7 +128,7 @@ def run_local(
     """Embed every item of ``source`` not in ``skip[modality]`` and hand results to ``sink``."""
     skip = skip or {}
     mods = modalities_for(source, cfg.modality)
-    encoder = Encoder(model, EncoderSettings(cfg.precision, cfg.compile))
+    encoder = Encoder(model, EncoderSettings(cfg.precision, cfg.compile, cfg.backend))
     stats = EmbedStats()
     t0 = time.perf_counter()
 
@@ -292,13 +292,11 @@ def embed_to_dataset(
         model_sha256=getattr(getattr(model, "load_info", None), "sha256", None),
         dim=int(model.config.embed_dim),
         dtype=cfg.storage_dtype,
-        precision=cfg.precision,
+        precision=EncoderSettings(cfg.precision, backend=cfg.backend).label,
         modality="both" if len(mods) == 2 else mods[0],
         source=source.description,
     )
-    writer = EmbeddingWriter(
-        out_dir, info, source.meta_schema, cfg.rows_per_part, cfg.flush_seconds, overwrite
-    )
+    writer = EmbeddingWriter(out_dir, info, source.meta_schema, cfg.rows_per_part, overwrite)
     skip = {m: writer.skip_ids(m) for m in ("image", "text")}
     ok = False
     try:

@@ -62,6 +62,7 @@ class EmbedActor:
         text_batch_size: int,
         token_budget: int | None,
         max_pixels: int | None,
+        backend: str = "torch",
     ):
         import torch
 
@@ -70,7 +71,7 @@ class EmbedActor:
         if device == "cpu":
             torch.set_num_threads(max(1, threads))
         self.model, self.preprocess, self.tokenizer = biomedclip.load(model_source, device=device)
-        self.encoder = Encoder(self.model, EncoderSettings(precision))
+        self.encoder = Encoder(self.model, EncoderSettings(precision, backend=backend))
         self.modalities, self.max_pixels = modalities, max_pixels
         self.text_batch_size, self.token_budget = text_batch_size, token_budget
         self.dim = int(self.model.config.embed_dim)
@@ -237,6 +238,7 @@ def run_ray(
                 "text_batch_size": cfg.text_batch_size,
                 "token_budget": cfg.token_budget,
                 "max_pixels": cfg.max_pixels,
+                "backend": cfg.backend,
             },
             **remote,
         )

@@ -1,7 +1,13 @@
 """The embeddings dataset on disk: ``part-*.parquet`` files, ``manifest.json`` and ``errors.jsonl``.
 
-Each part file is written atomically (temporary file + rename), so a killed job leaves only complete
-parts; a rerun reads the ids already present and skips them. Schema of every part:
+While a job runs, every encoded batch is written at once as ``batch-NNNNNNNN.parquet`` (temporary
+file, fsync, rename), so a kill loses at most the batch in flight. When the job completes, the
+batches are compacted into ``part-NNNNNN.parquet`` files; each part names the batch range it
+covers in its schema metadata, is renamed into place, and only then are those batches deleted.
+Readers take every part plus the batches no part covers (:func:`part_files`), so the dataset is
+readable and duplicate-free at every moment; a rerun finishes an interrupted compaction, reads the
+ids already present and skips them. After a completed job only ``part-*.parquet`` files remain.
+Schema of every part:
 ``id`` string, ``path`` string, ``text`` string, ``modality`` string ("image"/"text"),
 ``embedding`` fixed_size_list<float32|float16>[D] (L2-normalised), then source metadata columns.
 """
@@ -9,6 +15,7 @@ parts; a rerun reads the ids already present and skips them. Schema of every par
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -28,14 +35,65 @@ from biomedclip.io_utils import atomic_open, atomic_write_json
 MANIFEST = "manifest.json"
 ERRORS = "errors.jsonl"
 PART_RE = re.compile(r"^part-(\d+)\.parquet$")
+BATCH_RE = re.compile(r"^batch-(\d+)\.parquet$")
+TEMP_RE = re.compile(r"^\.(part|batch)-\d+\.parquet\..*\.tmp$")
+COVERS_KEY = b"biomedclip.covers"  # a compacted part's schema metadata: "FIRST-LAST" batch numbers
 STORAGE_DTYPES = {"float32": pa.float32(), "float16": pa.float16()}
 # manifest keys that must agree for a rerun to append to an existing dataset
 COMPAT_KEYS = ("model", "model_sha256", "dim", "dtype", "precision")
 
 
-def part_files(directory: str | Path) -> list[Path]:
+def _numbered(directory: Path, pattern: re.Pattern) -> list[tuple[int, Path]]:
+    out = []
+    for p in directory.glob("*.parquet"):
+        m = pattern.match(p.name)
+        if m:
+            out.append((int(m.group(1)), p))
+    return sorted(out)
+
+
+def _covers(part: Path) -> tuple[int, int] | None:
+    meta = pq.read_schema(part).metadata or {}
+    raw = meta.get(COVERS_KEY)
+    if not raw:
+        return None
+    first, last = raw.decode().split("-")
+    return int(first), int(last)
+
+
+@dataclass
+class DatasetFiles:
+    """The live files of a dataset: compacted parts plus the batch files no part covers."""
+
+    parts: list[Path]
+    batches: list[Path]
+    covered: list[Path]  # batch files already compacted into a part (left by a kill)
+    next_batch: int
+
+    @property
+    def live(self) -> list[Path]:
+        return self.parts + self.batches
+
+
+def dataset_files(directory: str | Path) -> DatasetFiles:
     d = Path(directory)
-    return sorted(p for p in d.glob("part-*.parquet") if PART_RE.match(p.name))
+    parts = [p for _, p in _numbered(d, PART_RE)]
+    ranges = [r for r in (_covers(p) for p in parts) if r is not None]
+    batches, covered = [], []
+    top = max((last for _, last in ranges), default=-1)
+    for n, p in _numbered(d, BATCH_RE):
+        top = max(top, n)
+        (covered if any(a <= n <= b for a, b in ranges) else batches).append(p)
+    return DatasetFiles(parts, batches, covered, top + 1)
+
+
+def part_files(directory: str | Path) -> list[Path]:
+    """Every file holding live rows, in write order: compacted parts, then uncompacted batches.
+
+    Rule for readers: a ``batch-N.parquet`` whose N lies in a part's ``biomedclip.covers`` range
+    is a leftover of an interrupted compaction and must be skipped (its rows are in that part).
+    """
+    return dataset_files(directory).live
 
 
 def output_schema(dim: int, storage_dtype: str, meta_schema: pa.Schema) -> pa.Schema:
@@ -79,50 +137,71 @@ class DatasetInfo:
         }
 
 
+def _fsync_dir(directory: Path) -> None:
+    """Make renames in ``directory`` durable (best effort: not every platform allows it)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 class EmbeddingWriter:
-    """Buffers rows and writes them as atomic part files; keeps the manifest up to date."""
+    """Writes every encoded batch at once as its own durable ``batch-*.parquet``; ``close()``
+    compacts them into ``part-*.parquet`` files of about ``rows_per_part`` rows."""
 
     def __init__(
         self,
         directory: str | Path,
         info: DatasetInfo,
         meta_schema: pa.Schema,
-        rows_per_part: int = 4096,
-        flush_seconds: float = 30.0,
+        rows_per_part: int = 50_000,
         overwrite: bool = False,
     ):
         self.dir = Path(directory)
         self.info = info
         self.schema = output_schema(info.dim, info.dtype, meta_schema)
         self.meta_names = [f.name for f in meta_schema]
-        self.rows_per_part, self.flush_seconds = rows_per_part, flush_seconds
-        self._rows: list[dict] = []
-        self._vecs: list[np.ndarray] = []
-        self._last_flush = time.monotonic()
+        self.rows_per_part = max(1, rows_per_part)
         self.dir.mkdir(parents=True, exist_ok=True)
         if overwrite:
-            for p in part_files(self.dir):
+            for _, p in _numbered(self.dir, PART_RE) + _numbered(self.dir, BATCH_RE):
                 p.unlink()
             for name in (MANIFEST, ERRORS):
                 (self.dir / name).unlink(missing_ok=True)
         self._check_compatible()
-        existing = part_files(self.dir)
+        self._cleanup()
+        files = dataset_files(self.dir)
         self.done: set[tuple[str, str]] = set()
         self.count = 0
-        for p in existing:
+        for p in files.live:
             t = pq.read_table(p, columns=["id", "modality"])
             self.done.update(zip(t.column("id").to_pylist(), t.column("modality").to_pylist()))
             self.count += t.num_rows
-        self._next = max((int(PART_RE.match(p.name).group(1)) for p in existing), default=-1) + 1
+        self._next_batch = files.next_batch
+        self._next_part = max((n for n, _ in _numbered(self.dir, PART_RE)), default=-1) + 1
         self.resumed = self.count
         self.failures: dict[tuple[str, str], dict] = self._read_errors()
         self._errors_fp = (self.dir / ERRORS).open("a", encoding="utf-8")
-        self.written_parts = len(existing)
+        self.written_parts = len(files.live)
+
+    def _cleanup(self) -> None:
+        """Finish what a killed run left: temporary files and batches already compacted."""
+        for p in self.dir.iterdir():
+            if TEMP_RE.match(p.name):
+                p.unlink(missing_ok=True)
+        for p in dataset_files(self.dir).covered:
+            p.unlink(missing_ok=True)
 
     def _check_compatible(self) -> None:
         path = self.dir / MANIFEST
         if not path.is_file():
-            if part_files(self.dir):
+            if _numbered(self.dir, PART_RE) or _numbered(self.dir, BATCH_RE):
                 raise InputError(f"{self.dir}: has part files but no {MANIFEST}; use --overwrite")
             return
         try:
@@ -157,21 +236,40 @@ class EmbeddingWriter:
         return frozenset(i for i, m in self.done if m == modality)
 
     # ---- rows -------------------------------------------------------------------------------
+    def _table(self, items: Sequence[Item], modality: str, embeddings: np.ndarray) -> pa.Table:
+        vecs = np.asarray(embeddings).astype(
+            np.float16 if self.info.dtype == "float16" else np.float32
+        )
+        flat = pa.array(vecs.reshape(-1), type=STORAGE_DTYPES[self.info.dtype])
+        arrays = [
+            pa.array([it.id for it in items], type=pa.string()),
+            pa.array([it.path for it in items], type=pa.string()),
+            pa.array([it.text for it in items], type=pa.string()),
+            pa.array([modality] * len(items), type=pa.string()),
+            pa.FixedSizeListArray.from_arrays(flat, self.info.dim),
+        ]
+        for f in self.schema:
+            if f.name in self.meta_names:
+                arrays.append(pa.array([it.meta.get(f.name) for it in items], type=f.type))
+        return pa.Table.from_arrays(arrays, schema=self.schema)
+
     def add(self, items: Sequence[Item], modality: str, embeddings: np.ndarray) -> None:
+        """Write one encoded batch durably (fsync'd, atomic) before returning."""
         if len(items) != len(embeddings):
             raise ValueError("items and embeddings differ in length")
+        if not items:
+            return
+        table = self._table(items, modality, embeddings)
+        with atomic_open(self.dir / f"batch-{self._next_batch:08d}.parquet", "wb") as fp:
+            pq.write_table(table, fp)
+        _fsync_dir(self.dir)
+        self._next_batch += 1
+        self.written_parts += 1
+        self.count += table.num_rows
         for it in items:
-            row = {"id": it.id, "path": it.path, "text": it.text, "modality": modality}
-            for name in self.meta_names:
-                row[name] = it.meta.get(name)
-            self._rows.append(row)
             self.done.add((it.id, modality))
             self.failures.pop((it.id, modality), None)
-        self._vecs.append(np.asarray(embeddings, dtype=np.float32))
-        if len(self._rows) >= self.rows_per_part or (
-            time.monotonic() - self._last_flush >= self.flush_seconds
-        ):
-            self.flush()
+        self.write_manifest(False)
 
     def add_failures(self, failures: Sequence[Failure]) -> None:
         for f in failures:
@@ -180,34 +278,33 @@ class EmbeddingWriter:
             self._errors_fp.write(json.dumps(rec, ensure_ascii=False) + "\n")
         if failures:
             self._errors_fp.flush()
+            os.fsync(self._errors_fp.fileno())
 
-    def flush(self, complete: bool = False) -> None:
-        if self._rows:
-            vecs = np.concatenate(self._vecs).astype(
-                np.float16 if self.info.dtype == "float16" else np.float32
-            )
-            flat = pa.array(vecs.reshape(-1), type=STORAGE_DTYPES[self.info.dtype])
-            emb = pa.FixedSizeListArray.from_arrays(flat, self.info.dim)
-            cols = {
-                name: [r[name] for r in self._rows] for name in ("id", "path", "text", "modality")
-            }
-            arrays = [
-                pa.array(cols[n], type=pa.string()) for n in ("id", "path", "text", "modality")
-            ]
-            arrays.append(emb)
-            for f in self.schema:
-                if f.name in self.meta_names:
-                    arrays.append(pa.array([r[f.name] for r in self._rows], type=f.type))
-            table = pa.Table.from_arrays(arrays, schema=self.schema)
-            path = self.dir / f"part-{self._next:06d}.parquet"
-            with atomic_open(path, "wb") as fp:
-                pq.write_table(table, fp)
-            self._next += 1
-            self.written_parts += 1
-            self.count += table.num_rows
-            self._rows, self._vecs = [], []
-        self._last_flush = time.monotonic()
-        self.write_manifest(complete)
+    def compact(self) -> None:
+        """Merge the batch files into parts of about ``rows_per_part`` rows, oldest first.
+
+        Each part records the batch numbers it covers and is renamed into place before those
+        batches are deleted, so a kill at any moment leaves every row in exactly one live file.
+        """
+        batches = _numbered(self.dir, BATCH_RE)
+        while batches:
+            group, rows = [], 0
+            while batches and (not group or rows < self.rows_per_part):
+                n, p = batches.pop(0)
+                rows += pq.ParquetFile(p).metadata.num_rows
+                group.append((n, p))
+            first, last = group[0][0], group[-1][0]
+            schema = self.schema.with_metadata({COVERS_KEY: f"{first}-{last}".encode()})
+            path = self.dir / f"part-{self._next_part:06d}.parquet"
+            with atomic_open(path, "wb") as fp, pq.ParquetWriter(fp, schema) as w:
+                for _, p in group:
+                    w.write_table(pq.read_table(p).cast(self.schema).replace_schema_metadata())
+            _fsync_dir(self.dir)
+            self._next_part += 1
+            for _, p in group:
+                p.unlink()
+            _fsync_dir(self.dir)
+        self.written_parts = len(part_files(self.dir))
 
     def write_manifest(self, complete: bool) -> None:
         atomic_write_json(
@@ -216,10 +313,11 @@ class EmbeddingWriter:
         )
 
     def close(self, complete: bool = True) -> None:
-        """Flush the last rows; rewrite the errors file without inputs that have since succeeded."""
-        self.flush(complete=complete)
+        """End the run; when ``complete``, compact the batches and rewrite the errors file
+        without inputs that have since succeeded."""
         self._errors_fp.close()
         if complete:
+            self.compact()
             lines = [json.dumps(r, ensure_ascii=False) for r in self.failures.values()]
             with atomic_open(self.dir / ERRORS, "w") as fp:
                 fp.write("".join(line + "\n" for line in lines))

@@ -1,4 +1,4 @@
-"""Read an embedding dataset (``biomedclip embed`` output): ``part-*.parquet`` + ``manifest.json``.
+"""Read an embedding dataset (``biomedclip embed`` output): Parquet parts + ``manifest.json``.
 
 Columns: ``id`` (string), ``embedding`` (fixed-size list of float32/float16, L2-normalised) and
 optional ``path``, ``text``, ``modality`` and extra metadata columns. The manifest says which model
@@ -67,12 +67,16 @@ class EmbeddingBatch:
 
 
 def part_files(directory: str | Path) -> list[Path]:
+    """The files holding live rows, by the embedding store's rule (compacted parts, then batches
+    not yet compacted), so an unfinished or interrupted embedding job is indexed consistently."""
+    from biomedclip.embedding.store import part_files as live_files
+
     d = Path(directory)
     if not d.is_dir():
         raise InputError(f"{d}: embeddings directory not found")
-    parts = sorted(d.glob("part-*.parquet"))
+    parts = live_files(d)
     if not parts:
-        raise InputError(f"{d}: no part-*.parquet files")
+        raise InputError(f"{d}: no embedding files (part-*.parquet or batch-*.parquet)")
     return parts
 
 
