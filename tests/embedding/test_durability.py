@@ -159,10 +159,11 @@ def test_a_kill_during_compaction_leaves_no_duplicates(tmp_path):
         shutil.copy2(p, saved / p.name)
     w.close()
     # as if killed after the first part was renamed into place, before its batches were deleted,
-    # with one stray temporary file from the next part
+    # with stray temporary files from the next part and from a manifest update
     for p in sorted(saved.iterdir())[:2]:
         shutil.copy2(p, out / p.name)
     (out / ".part-000001.parquet.abc.tmp").write_bytes(b"torn")
+    (out / ".manifest.json.def.tmp").write_bytes(b"{tor")
     ids, emb, _ = read_embeddings(out)
     assert ids == [f"x{i}" for i in range(10)]
     np.testing.assert_array_equal(emb, vecs)

@@ -36,7 +36,8 @@ MANIFEST = "manifest.json"
 ERRORS = "errors.jsonl"
 PART_RE = re.compile(r"^part-(\d+)\.parquet$")
 BATCH_RE = re.compile(r"^batch-(\d+)\.parquet$")
-TEMP_RE = re.compile(r"^\.(part|batch)-\d+\.parquet\..*\.tmp$")
+# temporary files of atomic writes (biomedclip.io_utils) that a kill can leave behind
+TEMP_RE = re.compile(r"^\.((part|batch)-\d+\.parquet|manifest\.json|errors\.jsonl)\..*\.tmp$")
 COVERS_KEY = b"biomedclip.covers"  # a compacted part's schema metadata: "FIRST-LAST" batch numbers
 STORAGE_DTYPES = {"float32": pa.float32(), "float16": pa.float16()}
 # manifest keys that must agree for a rerun to append to an existing dataset
