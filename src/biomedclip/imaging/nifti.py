@@ -14,9 +14,9 @@ import warnings
 import numpy as np
 from PIL import Image
 
-from biomedclip.errors import ImageDecodeError, ImageError, ImageTooLargeError
+from biomedclip.errors import ImageDecodeError, ImageTooLargeError
 from biomedclip.imaging.options import ImageRecord, ReadOptions
-from biomedclip.imaging.source import FATAL, Source
+from biomedclip.imaging.source import Source, decoder_errors
 from biomedclip.imaging.windowing import apply_window, percentile_window, to_uint8
 
 AXIS = {"sagittal": 0, "coronal": 1, "axial": 2}
@@ -85,60 +85,51 @@ def read_nifti(src: Source, options: ReadOptions) -> ImageRecord:
     import nibabel as nib
 
     name = src.name
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            img = _load(src, options.max_pixels)
-            shape = tuple(int(s) for s in img.shape)
-            if len(shape) < 2 or any(s < 1 for s in shape):
-                raise ImageDecodeError(f"invalid volume shape {shape}", name)
-            voxels = int(np.prod(shape[:3], dtype=np.int64))
-            if options.max_pixels and voxels > options.max_pixels:
-                raise ImageTooLargeError(
-                    f"volume {shape} exceeds the pixel limit of {options.max_pixels}", name
-                )
-            if len(shape) == 2:
-                img = nib.Nifti1Image(np.asarray(img.dataobj)[..., None], img.affine, img.header)
-            elif len(shape) > 3:  # 4-D+: first volume
-                img = img.slicer[..., 0] if len(shape) == 4 else img.slicer[..., 0, 0]
-            canon = nib.as_closest_canonical(img)
-            volume = np.asarray(canon.get_fdata(dtype=np.float32))
-            while volume.ndim > 3:
-                volume = volume[..., 0]
-            zooms = [abs(float(z)) or 1.0 for z in canon.header.get_zooms()[:3]]
-            window = options.window_obj or percentile_window(volume, *options.percentiles)
-            axis = AXIS[options.plane]
-            indices = slice_indices(volume.shape[axis], options.slices)
-            in_plane = [zooms[a] for a in range(3) if a != axis]  # (cols spacing, rows spacing)
-            images, items = [], []
-            for k in indices:
-                arr = to_uint8(apply_window(orient_slice(volume, options.plane, k), window))
-                im = Image.fromarray(np.ascontiguousarray(arr), "L")
-                im = _fix_aspect(im, col_spacing=in_plane[0], row_spacing=in_plane[1])
-                if options.mode is not None:
-                    im = im.convert(options.mode)
-                images.append(im)
-                items.append({"plane": options.plane, "slice": k})
-            meta = {
-                "format": "nifti",
-                "source": name,
-                "shape": list(shape),
-                "orientation": "".join(nib.aff2axcodes(img.affine)),
-                "canonical": "RAS",
-                "zooms": zooms,
-                "window": window.as_dict(),
-                "n_slices": volume.shape[axis],
-                "items": items,
-            }
-            return ImageRecord(images, meta)
-    except ImageError as e:
-        if e.path is None:
-            raise type(e)(str(e), name) from e
-        raise
-    except FATAL:
-        raise
-    except BaseException as e:
-        raise ImageDecodeError(f"cannot decode NIfTI ({type(e).__name__}: {e})", name) from e
+    with decoder_errors(name, "decode NIfTI"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        img = _load(src, options.max_pixels)
+        shape = tuple(int(s) for s in img.shape)
+        if len(shape) < 2 or any(s < 1 for s in shape):
+            raise ImageDecodeError(f"invalid volume shape {shape}", name)
+        voxels = int(np.prod(shape[:3], dtype=np.int64))
+        if options.max_pixels and voxels > options.max_pixels:
+            raise ImageTooLargeError(
+                f"volume {shape} exceeds the pixel limit of {options.max_pixels}", name
+            )
+        if len(shape) == 2:
+            img = nib.Nifti1Image(np.asarray(img.dataobj)[..., None], img.affine, img.header)
+        elif len(shape) > 3:  # 4-D+: first volume
+            img = img.slicer[..., 0] if len(shape) == 4 else img.slicer[..., 0, 0]
+        canon = nib.as_closest_canonical(img)
+        volume = np.asarray(canon.get_fdata(dtype=np.float32))
+        while volume.ndim > 3:
+            volume = volume[..., 0]
+        zooms = [abs(float(z)) or 1.0 for z in canon.header.get_zooms()[:3]]
+        window = options.window_obj or percentile_window(volume, *options.percentiles)
+        axis = AXIS[options.plane]
+        indices = slice_indices(volume.shape[axis], options.slices)
+        in_plane = [zooms[a] for a in range(3) if a != axis]  # (cols spacing, rows spacing)
+        images, items = [], []
+        for k in indices:
+            arr = to_uint8(apply_window(orient_slice(volume, options.plane, k), window))
+            im = Image.fromarray(np.ascontiguousarray(arr), "L")
+            im = _fix_aspect(im, col_spacing=in_plane[0], row_spacing=in_plane[1])
+            if options.mode is not None:
+                im = im.convert(options.mode)
+            images.append(im)
+            items.append({"plane": options.plane, "slice": k})
+        meta = {
+            "format": "nifti",
+            "source": name,
+            "shape": list(shape),
+            "orientation": "".join(nib.aff2axcodes(img.affine)),
+            "canonical": "RAS",
+            "zooms": zooms,
+            "window": window.as_dict(),
+            "n_slices": volume.shape[axis],
+            "items": items,
+        }
+        return ImageRecord(images, meta)
 
 
 def _fix_aspect(im: Image.Image, col_spacing: float, row_spacing: float) -> Image.Image:

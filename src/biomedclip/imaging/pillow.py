@@ -14,7 +14,7 @@ from biomedclip.errors import (
     UnsupportedFormatError,
 )
 from biomedclip.imaging.options import ImageRecord, ReadOptions
-from biomedclip.imaging.source import FATAL, Source
+from biomedclip.imaging.source import FATAL, Source, decoder_errors
 from biomedclip.imaging.windowing import apply_window, percentile_window, to_uint8
 
 # 8-bit modes that the eval transform converts to RGB itself (after resize and crop, as the
@@ -141,39 +141,30 @@ def read_tiff_pages(src: Source, options: ReadOptions) -> ImageRecord:
     import tifffile
 
     name = src.name
-    try:
-        with src.open() as fp, tifffile.TiffFile(fp) as tif:
-            pages = list(tif.pages)
-            indices = frame_indices(len(pages), options.frames, default="first")
-            total = sum(
-                int(np.prod(pages[i].shape[:-1] if pages[i].ndim > 2 else pages[i].shape))
-                for i in indices
+    with decoder_errors(name, "decode TIFF"), src.open() as fp, tifffile.TiffFile(fp) as tif:
+        pages = list(tif.pages)
+        indices = frame_indices(len(pages), options.frames, default="first")
+        total = sum(
+            int(np.prod(pages[i].shape[:-1] if pages[i].ndim > 2 else pages[i].shape))
+            for i in indices
+        )
+        if options.max_pixels and total > options.max_pixels:
+            raise ImageTooLargeError(
+                f"{total} pixels exceed the pixel limit of {options.max_pixels}", name
             )
-            if options.max_pixels and total > options.max_pixels:
-                raise ImageTooLargeError(
-                    f"{total} pixels exceed the pixel limit of {options.max_pixels}", name
-                )
-            images, items = [], []
-            for i in indices:
-                page = pages[i]
-                planar = page.planarconfig == 2 and page.samplesperpixel > 1
-                im, info = _array_to_image(page.asarray(), planar, options)
-                images.append(im)
-                items.append({"frame": i, "stored_dtype": str(page.dtype), **info})
-            meta = {
-                "format": "pillow",
-                "codec": "TIFF (tifffile)",
-                "source": name,
-                "n_frames": len(pages),
-                "size": list(images[0].size),
-                "items": items,
-            }
-            return ImageRecord(images, meta)
-    except ImageError as e:
-        if e.path is None:
-            raise type(e)(str(e), name) from e
-        raise
-    except FATAL:
-        raise
-    except BaseException as e:
-        raise ImageDecodeError(f"cannot decode TIFF ({type(e).__name__}: {e})", name) from e
+        images, items = [], []
+        for i in indices:
+            page = pages[i]
+            planar = page.planarconfig == 2 and page.samplesperpixel > 1
+            im, info = _array_to_image(page.asarray(), planar, options)
+            images.append(im)
+            items.append({"frame": i, "stored_dtype": str(page.dtype), **info})
+        meta = {
+            "format": "pillow",
+            "codec": "TIFF (tifffile)",
+            "source": name,
+            "n_frames": len(pages),
+            "size": list(images[0].size),
+            "items": items,
+        }
+        return ImageRecord(images, meta)

@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from biomedclip.errors import ImageDecodeError
+from biomedclip.errors import ImageDecodeError, ImageError
 
 HEAD_BYTES = 4096
 # Never swallowed. Everything else a decoder raises becomes an ImageError, including Rust panics
 # (pyo3's PanicException derives from BaseException) from the pylibjpeg plugins.
 FATAL = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
+@contextlib.contextmanager
+def decoder_errors(name: str, what: str) -> Iterator[None]:
+    """A decoder's error boundary: anything it raises becomes an :class:`ImageError` naming
+    ``name`` (``"cannot <what> (...)"``); image errors without a path get it; FATAL passes."""
+    try:
+        yield
+    except ImageError as e:
+        if e.path is None:
+            raise type(e)(str(e), name) from e
+        raise
+    except FATAL:
+        raise
+    except BaseException as e:
+        raise ImageDecodeError(f"cannot {what} ({type(e).__name__}: {e})", name) from e
+
+
 DICOM_EXTS = (".dcm", ".dicom", ".dic", ".ima")
 NIFTI_EXTS = (".nii", ".nii.gz", ".hdr")
 # OpenSlide formats that are not TIFF containers (TIFF-based ones are found by content).

@@ -27,7 +27,7 @@ from biomedclip.errors import (
     NoTissueError,
 )
 from biomedclip.imaging.options import ImageRecord, ReadOptions
-from biomedclip.imaging.source import FATAL, Source
+from biomedclip.imaging.source import FATAL, Source, decoder_errors
 from biomedclip.imaging.tissue import tissue_mask
 
 INSTALL_HINT = "pip install 'biomedclip[wsi]'"
@@ -247,7 +247,7 @@ def read_wsi(src: Source, options: ReadOptions) -> ImageRecord:
     tmp = None
     backend = None
     try:
-        with warnings.catch_warnings():
+        with decoder_errors(name, "read slide"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             path = str(src.path) if src.path is not None else None
             if path is None:  # OpenSlide needs a file
@@ -267,14 +267,6 @@ def read_wsi(src: Source, options: ReadOptions) -> ImageRecord:
             else:
                 raise ImageDecodeError("OpenSlide does not recognise this slide", name)
             return _tiles(backend, options, name)
-    except ImageError as e:
-        if e.path is None:
-            raise type(e)(str(e), name) from e
-        raise
-    except FATAL:
-        raise
-    except BaseException as e:
-        raise ImageDecodeError(f"cannot read slide ({type(e).__name__}: {e})", name) from e
     finally:
         if backend is not None:
             with contextlib.suppress(Exception):
