@@ -36,14 +36,17 @@ def reference_dir(hub_dir: Path, tmp: Path) -> Path:
     return tmp
 
 
-def build_reference(hub_dir: Path, tmp: Path, seed: int = 0):
-    """open_clip ``(model, preprocess, tokenizer)`` with random weights (seeded), in eval mode."""
+def build_reference(hub_dir: Path, tmp: Path, seed: int = 0, prepared: bool = False):
+    """open_clip ``(model, preprocess, tokenizer)`` with random weights (seeded), in eval mode.
+
+    ``prepared``: ``tmp`` already holds a (possibly edited) :func:`reference_dir`.
+    """
     import logging
 
     import open_clip
     import torch
 
-    d = reference_dir(hub_dir, tmp)
+    d = tmp if prepared else reference_dir(hub_dir, tmp)
     torch.manual_seed(seed)
     logging.getLogger().setLevel(logging.ERROR)  # open_clip warns that no weights were found
     model, _, preprocess = open_clip.create_model_and_transforms(

@@ -91,7 +91,8 @@ class VisionConfig:
 
 @dataclass
 class TextConfig:
-    """Text tower: BERT (no pooler), CLS of the last hidden state, MLP projection."""
+    """Text tower: BERT, [CLS] of the last hidden state (or the BERT pooler's output for
+    ``cls_pooler`` configs), MLP projection."""
 
     hf_model_name: str = TEXT_MODEL_IDS[0]
     context_length: int = 256
@@ -235,7 +236,7 @@ class ModelConfig:
                 hf_model_name=name,
                 context_length=int(tc.get("context_length", 256)),
                 proj=proj,
-                pooler="cls_last_hidden_state_pooler",
+                pooler=pooler,
                 bert=bert,
             ),
             preprocess=PreprocessConfig(

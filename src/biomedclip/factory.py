@@ -5,15 +5,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from PIL import Image
 
 from biomedclip.checkpoint.hub import ResolvedSource, resolve_source
-from biomedclip.checkpoint.integrity import claims_released, sha256_file, verify_sha256
-from biomedclip.checkpoint.state_dict import load_into, read_state_dict
+from biomedclip.checkpoint.info import LoadInfo
 from biomedclip.config import DEFAULT_MODEL, ModelConfig
 from biomedclip.errors import TokenizerError
 from biomedclip.model import BiomedCLIP
@@ -22,28 +20,10 @@ from biomedclip.transforms import eval_transform
 
 log = logging.getLogger(__name__)
 Source = str | os.PathLike
+__all__ = ["LoadInfo", "load", "load_model", "load_tokenizer", "resolve_dtype"]
 
 
-@dataclass
-class LoadInfo:
-    """Where a loaded model came from (``biomedclip info``; model identity for indexes)."""
-
-    source: str
-    weights: str | None
-    config: str | None
-    tokenizer_dir: str | None
-    verified_release: bool = False
-    _sha256: str | None = field(default=None, repr=False)
-
-    @property
-    def sha256(self) -> str | None:
-        """sha256 of the weights file, computed on first use (memoised on disk per file)."""
-        if self._sha256 is None and self.weights:
-            self._sha256 = sha256_file(self.weights)
-        return self._sha256
-
-
-def _resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
     names = {
@@ -70,50 +50,18 @@ def load_model(
     endpoint: str | None = None,
     _resolved: ResolvedSource | None = None,
 ) -> BiomedCLIP:
-    """Build the model and load weights from ``source`` (a :class:`ModelConfig` gives random init)."""
+    """Build the model and load weights from ``source`` (a :class:`ModelConfig` gives random init).
+
+    ``dtype`` casts the weights (for memory); for fast inference keep fp32 weights and use
+    :class:`~biomedclip.embedding.EncoderSettings` ``precision`` (autocast) instead.
+    """
     if isinstance(source, ModelConfig):
-        model = BiomedCLIP(source)
-        model.load_info = LoadInfo("random init", None, None, None)
+        model = BiomedCLIP(source).eval()
     else:
-        res = _resolved or resolve_source(source, cache_dir=cache_dir, endpoint=endpoint)
-        cfg = config or (
-            ModelConfig.from_file(res.config) if res.config else ModelConfig.biomedclip()
+        model = BiomedCLIP.from_pretrained(
+            source, config, cache_dir, verify, endpoint, resolved=_resolved
         )
-        digest, verified = None, False
-        if verify and res.weights is not None and claims_released(res.weights, res.repo_id):
-            digest, verified = verify_sha256(res.weights), True
-        state = read_state_dict(res.weights)
-        with torch.device("meta"):
-            model = BiomedCLIP(cfg)  # no wasted random init: weights come from the file
-        model.to_empty(device="cpu")
-        load_into(model, state, res.weights)
-        _fix_non_persistent_buffers(model)
-        model.load_info = LoadInfo(
-            str(source),
-            str(res.weights),
-            str(res.config) if res.config else None,
-            str(res.tokenizer_dir) if res.tokenizer_dir else None,
-            verified_release=verified,
-            _sha256=digest,
-        )
-    model.eval()
-    return model.to(device=device, dtype=_resolve_dtype(dtype))
-
-
-def _fix_non_persistent_buffers(model: BiomedCLIP) -> None:
-    """Re-create buffers that are not in the state dict after a meta-device build."""
-    emb = model.text.transformer.embeddings
-    for name in ("position_ids", "token_type_ids"):
-        buf = getattr(emb, name, None)
-        if buf is None:
-            continue
-        n = buf.shape[-1]
-        value = (
-            torch.arange(n).expand((1, -1))
-            if name == "position_ids"
-            else torch.zeros((1, n), dtype=torch.long)
-        )
-        emb.register_buffer(name, value.clone(), persistent=False)
+    return model.to(device=device, dtype=resolve_dtype(dtype))
 
 
 def load_tokenizer(
@@ -179,5 +127,5 @@ def load(
             _resolved=resolved,
         )
     preprocess = eval_transform(model.config.preprocess)
-    model.tokenizer, model.preprocess = tok, preprocess  # defaults for zero_shot & co.
+    model.tokenizer, model.preprocess = tok, preprocess  # declared fields: Encoder's defaults
     return model, preprocess, tok

@@ -71,8 +71,10 @@ def normalize_state_dict(
             key = key[len("module.") :]
         if key.startswith("_orig_mod."):  # torch.compile wrapper
             key = key[len("_orig_mod.") :]
-        if key in DROPPED_KEYS or key.startswith(DROPPED_PREFIXES):
+        if key in DROPPED_KEYS:
             continue
+        if key.startswith(DROPPED_PREFIXES) and key not in model_state:
+            continue  # the BERT pooler of a cls_last_hidden_state_pooler checkpoint: unused
         out[key] = value
     if "logit_scale" in out and "logit_scale" in model_state:
         target = model_state["logit_scale"].shape

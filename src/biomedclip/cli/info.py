@@ -21,15 +21,15 @@ def describe(model) -> dict:
     from biomedclip.config import RELEASED_SHA256
 
     cfg = model.config
-    info = getattr(model, "load_info", None)
-    weights = info.weights if info else None
-    digest = info.sha256 if info else None
+    info = model.load_info
+    weights = info.weights
+    digest = info.sha256
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     return {
-        "source": info.source if info else None,
+        "source": info.source,
         "weights": weights,
-        "config": info.config if info else None,
-        "tokenizer": info.tokenizer_dir if info else None,
+        "config": info.config,
+        "tokenizer": info.tokenizer_dir,
         "sha256": digest,
         "is_released_checkpoint": digest == RELEASED_SHA256,
         "embed_dim": cfg.embed_dim,

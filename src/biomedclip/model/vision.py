@@ -29,8 +29,16 @@ class ImageTower(nn.Module):
         )
         self.image_size = cfg.image_size
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.head(self.trunk(pixel_values))
+    def forward(
+        self, pixel_values: torch.Tensor, return_tokens: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Projected image features ``[B, D]``; with ``return_tokens`` also every token after the
+        trunk's final norm, ``[B, 1 + n_patches, width]`` ([CLS] first), through timm's public
+        ``forward_features`` / ``forward_head``."""
+        if not return_tokens:
+            return self.head(self.trunk(pixel_values))
+        tokens = self.trunk.forward_features(pixel_values)
+        return self.head(self.trunk.forward_head(tokens, pre_logits=True)), tokens
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.trunk.set_grad_checkpointing(enable)
