@@ -15,7 +15,6 @@ from transformers import BertModel
 
 from biomedclip.config import TextConfig
 
-
 POOLERS = ("cls_last_hidden_state_pooler", "cls_pooler")
 
 
