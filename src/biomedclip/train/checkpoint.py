@@ -15,6 +15,7 @@ import os
 import random
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -134,15 +135,24 @@ def save_checkpoint(
     data_state: dict[str, Any],
     extra: dict[str, Any] | None = None,
     keep_last: int = 3,
+    export: Callable[[Path], Any] | None = None,
 ) -> Path:
-    """Write ``root/step_{step:08d}`` atomically and prune to the last ``keep_last``."""
+    """Write ``root/step_{step:08d}`` atomically and prune to the last ``keep_last``.
+
+    ``export(directory)`` writes the model files (default: a BiomedCLIP model directory via
+    :func:`export_model`); other models (e.g. :mod:`biomedclip.vqa`) pass their own.
+    """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
     tmp = root / f".tmp-{final.name}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
-    export_model(model, tmp, tokenizer)
+    if export is None:
+        export_model(model, tmp, tokenizer)
+    else:
+        tmp.mkdir(parents=True, exist_ok=True)
+        export(tmp)
     tensors, opt_meta = _split_optimizer(optimizer.state_dict())
     rng_tensors, rng_meta = rng_state()
     tensors.update(rng_tensors)
@@ -187,10 +197,12 @@ def load_checkpoint(
     optimizer: torch.optim.Optimizer,
     schedule,
     scaler: torch.amp.GradScaler | None,
+    read_weights: Callable[[Path], dict[str, torch.Tensor]] | None = None,
 ) -> dict[str, Any]:
     """Restore everything saved by :func:`save_checkpoint`; returns ``trainer_state.json``.
 
-    Call it after the data loader is built: the RNG state is restored last.
+    Call it after the data loader is built: the RNG state is restored last. ``read_weights(path)``
+    reads the model state dict written by a custom ``export`` (default: the model directory's).
     """
     path = Path(path)
     try:
@@ -200,6 +212,8 @@ def load_checkpoint(
         raise CheckpointError(f"{path}: not a readable training checkpoint ({e})") from e
     if meta.get("lora"):
         state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    elif read_weights is not None:
+        state = read_weights(path)
     else:
         state = load_file(str(path / WEIGHTS_FILE), device="cpu")
     missing, unexpected = model.load_state_dict(state, strict=False)

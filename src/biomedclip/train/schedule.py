@@ -44,7 +44,7 @@ class WarmupSchedule:
     def _apply(self) -> None:
         lr = self.lr_at(self.step_count)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)  # per-group multiplier (VQA heads)
 
     def step(self) -> None:
         self.step_count += 1

@@ -1,0 +1,191 @@
+"""``biomedclip vqa train|eval|ask``: visual question answering on BiomedCLIP (METER fusion)."""
+
+from __future__ import annotations
+
+import argparse
+
+from biomedclip.cli.common import add_json_flag, console, print_json
+
+TRAIN_DESCRIPTION = """\
+Fine-tune a VQA model: BiomedCLIP image patch tokens and question token states, a METER / M3AE
+co-attention fusion (default 6 layers) and an answer classifier. CONFIG is YAML or TOML with
+sections model / data / optim / train / output (see configs/vqa_*.yaml); --set overrides a key.
+With a frozen image tower the image tokens are computed once and cached (CPU training is
+practical). Checkpoints go to OUTPUT/checkpoints/step_N and a rerun resumes from the latest
+(exactly: same losses as an uninterrupted run); OUTPUT/final/ is the model for `vqa eval/ask`.
+
+examples:
+  biomedclip vqa train configs/vqa_rad.yaml
+  biomedclip vqa train configs/vqa_rad.yaml --set data.vocabulary=closed-world --set output.dir=runs/cw
+  torchrun --standalone --nproc_per_node 2 -m biomedclip.cli.main vqa train configs/vqa_slake.yaml
+"""
+
+EVAL_DESCRIPTION = """\
+Score a VQA model on a split: closed / open / overall accuracy, token-level F1, per answer type and
+per question type, with bootstrap 95 % intervals; writes OUT/report.json, OUT/report.md (with the
+published BiomedCLIP + METER numbers alongside) and OUT/predictions.jsonl. Gold answers outside the
+model's answer vocabulary count as wrong; the report says how many there were and which vocabulary
+(training answers, or closed-world train+val+test) the model was trained with.
+
+examples:
+  biomedclip vqa eval --model runs/vqa_rad/final --dataset vqa_rad --root ../shared/data/vqa_rad
+  biomedclip vqa eval --model runs/slake/final --dataset slake --root data/slake --split val --json
+  biomedclip vqa eval --model runs/x/final --dataset files --file my_questions.csv --out report/
+"""
+
+ASK_DESCRIPTION = """\
+Answer a question about one image: prints the top answers with their probabilities. IMAGE may be
+any format the imaging reader takes (JPEG, PNG, 16-bit TIFF, DICOM, NIfTI, whole-slide thumbnail).
+
+examples:
+  biomedclip vqa ask chest.dcm "Is there a pneumothorax?" --model runs/vqa_rad/final
+  biomedclip vqa ask brain.png "What modality is this?" --model runs/slake/final --top 3 --json
+"""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "vqa",
+        help="visual question answering: train / eval / ask (METER fusion on BiomedCLIP)",
+        description="Visual question answering; see `biomedclip vqa COMMAND -h`.",
+    )
+    sub = p.add_subparsers(dest="vqa_command", metavar="COMMAND", required=True)
+
+    t = sub.add_parser(
+        "train",
+        help="fine-tune from a config",
+        description=TRAIN_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    t.add_argument("config", help="VQA training config (.yaml, .yml or .toml)")
+    t.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set train.epochs=10 (repeatable)",
+    )
+    t.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    t.set_defaults(func=run_train)
+
+    e = sub.add_parser(
+        "eval",
+        help="score a model on a split",
+        description=EVAL_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    e.add_argument("--model", required=True, help="a VQA model directory (OUTPUT/final)")
+    e.add_argument("--dataset", required=True, choices=["vqa_rad", "slake", "files"])
+    e.add_argument("--root", default=None, help="dataset folder (files: base of image paths)")
+    e.add_argument("--file", default=None, help="question file (.json/.jsonl/.csv) for 'files'")
+    e.add_argument("--split", default="test", choices=["train", "val", "test"])
+    e.add_argument("--out", default=None, help="folder for report.json / report.md")
+    e.add_argument("--cache-dir", default=None, help="image-token cache folder (reused by reruns)")
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--workers", type=int, default=0, help="image-decoding processes")
+    e.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    add_json_flag(e)
+    e.set_defaults(func=run_eval)
+
+    a = sub.add_parser(
+        "ask",
+        help="answer a question about an image",
+        description=ASK_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    a.add_argument("image", help="image file (any supported format)")
+    a.add_argument("question", help="the question, in quotes")
+    a.add_argument("--model", required=True, help="a VQA model directory (OUTPUT/final)")
+    a.add_argument("--top", type=int, default=5, help="answers to show (default 5)")
+    a.add_argument("--device", default="cpu")
+    add_json_flag(a)
+    a.set_defaults(func=run_ask)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from biomedclip.vqa.config import load_vqa_config
+
+    cfg = load_vqa_config(args.config, args.overrides)
+    if args.print_config:
+        print_json(cfg.to_dict())
+        return 0
+    from biomedclip.vqa.trainer import train_vqa
+
+    train_vqa(cfg)
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from biomedclip.vqa.evaluate import evaluate_vqa
+
+    report = evaluate_vqa(
+        args.model,
+        args.dataset,
+        args.split,
+        args.root,
+        args.file,
+        args.out,
+        args.cache_dir,
+        args.device,
+        args.batch_size,
+        args.workers,
+        args.bootstrap,
+        progress=not args.json,
+    )
+    if args.json:
+        print_json(report)
+        return 0
+    m, pub = report["metrics"], report["published"] or {}
+    table = Table(
+        title=f"{args.dataset} {args.split} ({report['vocabulary']} vocabulary, "
+        f"{report['n_answers']} answers)"
+    )
+    for col in ("subset", "n", "accuracy %", "95 % CI", "token F1 %", "published %"):
+        table.add_column(col, justify="left" if col == "subset" else "right")
+    for key in ("closed", "open", "overall"):
+        s = m[key]
+        if not s.get("n"):
+            continue
+        lo, hi = s["accuracy_ci95"]
+        table.add_row(
+            key,
+            str(s["n"]),
+            f"{100 * s['accuracy']:.1f}",
+            f"{100 * lo:.1f}-{100 * hi:.1f}",
+            f"{100 * s['f1']:.1f}",
+            str(pub.get(key, "-")),
+        )
+    c = console()
+    c.print(table)
+    oov = m.get("out_of_vocabulary", {}).get("overall", 0)
+    c.print(
+        f"{oov} gold answer(s) outside the vocabulary (counted wrong); "
+        f"{m['no_prediction']} unreadable image question(s)"
+    )
+    if args.out:
+        c.print(f"reports in {args.out}/report.md and report.json")
+    return 0
+
+
+def run_ask(args: argparse.Namespace) -> int:
+    from biomedclip.vqa.model import load_vqa_model
+    from biomedclip.vqa.predict import ask
+
+    model, preprocess, tokenizer = load_vqa_model(args.model, args.device)
+    answer = ask(model, preprocess, tokenizer, args.image, args.question, top_k=args.top)
+    if args.json:
+        print_json({"image": args.image, "question": args.question, **answer.to_dict()})
+        return 0
+    from rich.table import Table
+
+    table = Table(title=args.question)
+    table.add_column("answer")
+    table.add_column("probability", justify="right")
+    for a, p in zip(answer.answers, answer.probabilities):
+        table.add_row(a, f"{p:.3f}")
+    console().print(table)
+    return 0
