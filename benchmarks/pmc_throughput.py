@@ -28,7 +28,7 @@ SHARED = Path(os.environ.get("BIOMEDCLIP_SHARED_DATA", ROOT.parent / "shared" / 
 
 
 def _make_package(args) -> tuple[str, int]:
-    from biomedclip.pmc.testing import article_package, set_pmcid
+    from _pmc_corpus import article_package, set_pmcid
 
     i, path, out = args
     pmcid = f"PMC{80_000_000 + i}"

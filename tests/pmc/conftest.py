@@ -21,7 +21,7 @@ def tokenizer_dir() -> Path:
 @pytest.fixture(scope="session")
 def real_packages(nxml_dir) -> dict[str, bytes]:
     """The 8 real articles as PMC-style tar.gz packages (images in jpg/png/gif/tif)."""
-    from biomedclip.pmc.testing import real_corpus
+    from benchmarks._pmc_corpus import real_corpus
 
     return real_corpus(nxml_dir, fmt_cycle=("jpg", "png", "gif", "tif"))
 
@@ -31,7 +31,7 @@ def mirror_factory(tmp_path):
     mirrors: list[Mirror] = []
 
     def make(packages: dict[str, bytes], rows: dict | None = None) -> Mirror:
-        from biomedclip.pmc.testing import write_mirror
+        from benchmarks._pmc_corpus import write_mirror
 
         root = tmp_path / f"mirror{len(mirrors)}"
         root.mkdir()

@@ -6,12 +6,12 @@ import hashlib
 import random
 
 import pytest
+from benchmarks._pmc_corpus import package_bytes, package_path
 
 from biomedclip.pmc.config import FetchConfig
 from biomedclip.pmc.fetch import FetchError, download, fetch_article
 from biomedclip.pmc.filelist import ArticleRef
 from biomedclip.pmc.state import WorkDir
-from biomedclip.pmc.testing import package_bytes, package_path
 
 
 @pytest.fixture()

@@ -6,6 +6,7 @@ import io
 
 import numpy as np
 import pytest
+from benchmarks._pmc_corpus import figure_image
 from PIL import Image
 
 from biomedclip.pmc.config import PairConfig
@@ -15,7 +16,6 @@ from biomedclip.pmc.jats import ArticleMeta, Extracted, Figure
 from biomedclip.pmc.package import Package
 from biomedclip.pmc.pair import PairDrop, convert_image, pair_figures
 from biomedclip.pmc.split import assign_split
-from biomedclip.pmc.testing import figure_image
 
 
 @pytest.mark.parametrize("fmt", ["jpg", "png", "gif", "tif"])

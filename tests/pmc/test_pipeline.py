@@ -9,18 +9,18 @@ from collections import defaultdict
 
 import pytest
 import webdataset as wds
-from PIL import Image
-from pmc_helpers import shard_bytes
-
-from biomedclip.cli.main import main
-from biomedclip.pmc.jats import parse_article
-from biomedclip.pmc.testing import (
+from benchmarks._pmc_corpus import (
     article_package,
     figure_image,
     package_bytes,
     package_path,
     set_pmcid,
 )
+from PIL import Image
+from pmc_helpers import shard_bytes
+
+from biomedclip.cli.main import main
+from biomedclip.pmc.jats import parse_article
 
 
 def _build_args(mirror, out, tokenizer_dir, *extra):

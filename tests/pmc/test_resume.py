@@ -12,10 +12,10 @@ import time
 
 import pytest
 import webdataset as wds
+from benchmarks._pmc_corpus import real_corpus
 from pmc_helpers import shard_bytes
 
 from biomedclip.cli.main import main
-from biomedclip.pmc.testing import real_corpus
 
 
 def _args(mirror, out, tokenizer_dir, workers):

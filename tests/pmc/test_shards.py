@@ -52,7 +52,7 @@ def test_shard_layout_and_write_resume(tmp_path, real_packages, tokenizer_dir):
 
 
 def test_article_folders_as_source(tmp_path, nxml_dir, tokenizer_dir):
-    from biomedclip.pmc.testing import figure_image
+    from benchmarks._pmc_corpus import figure_image
 
     src = tmp_path / "articles"
     art = src / "PMC3574550"

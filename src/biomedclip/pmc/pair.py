@@ -23,13 +23,12 @@ from biomedclip.errors import (
     ImageTooLargeError,
     UnsupportedFormatError,
 )
-from biomedclip.io_utils import atomic_write_bytes
+from biomedclip.io_utils import atomic_write_bytes, tar_bytes
 from biomedclip.pmc.config import PairConfig
 from biomedclip.pmc.filelist import ArticleRef
 from biomedclip.pmc.jats import Extracted
 from biomedclip.pmc.package import Package
 from biomedclip.pmc.state import WorkDir
-from biomedclip.pmc.tario import tar_bytes
 
 log = logging.getLogger(__name__)
 

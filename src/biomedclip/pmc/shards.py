@@ -14,19 +14,18 @@ place and recorded in ``.done/``; a rerun skips shards already written from the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
-from biomedclip.io_utils import atomic_write_json
+from biomedclip.io_utils import add_tar_member, atomic_open, atomic_write_json, tar_writer
 from biomedclip.pmc.config import SPLITS, WriteConfig
 from biomedclip.pmc.split import read_plan
 from biomedclip.pmc.state import WorkDir, read_paired_images, read_paired_meta
-from biomedclip.pmc.tario import add_bytes, open_writer
 
 SHARD_RE = re.compile(r"^(train|val|test)-\d{6}\.tar$")
 TAR_BLOCK = 512
@@ -85,26 +84,25 @@ def _samples(work: WorkDir, split: str, skip: int) -> Iterator[list[tuple[str, b
 
 
 class _Shard:
+    """A shard being filled: written through :func:`atomic_open`, renamed into place on close."""
+
     def __init__(self, path: Path):
         self.path = path
-        self.tmp = path.with_name(f".{path.name}.tmp")
-        self.f = self.tmp.open("wb")
-        self.tf = open_writer(self.f)
+        self._stack = contextlib.ExitStack()
+        self.f = self._stack.enter_context(atomic_open(path, "wb"))
+        self.tf = tar_writer(self.f)
         self.samples = 0
         self.bytes = 0
 
     def add(self, members: list[tuple[str, bytes]]) -> None:
         for name, data in members:
-            add_bytes(self.tf, name, data)
+            add_tar_member(self.tf, name, data)
             self.bytes += _member_size(len(data))
         self.samples += 1
 
     def close(self) -> tuple[int, str]:
         self.tf.close()
-        self.f.flush()
-        os.fsync(self.f.fileno())
-        self.f.close()
-        os.replace(self.tmp, self.path)
+        self._stack.close()  # fsync + rename
         h = hashlib.sha256()
         with self.path.open("rb") as f:
             while chunk := f.read(1 << 20):

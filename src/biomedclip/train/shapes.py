@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import io
 import json
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from biomedclip.io_utils import atomic_open
+from biomedclip.io_utils import add_tar_member, atomic_open, tar_writer
 from biomedclip.tokenizer import Tokenizer
 
 COLOURS = {
@@ -95,12 +94,6 @@ def draw_sample(rng: np.random.Generator, size: int = 32) -> ShapeSample:
     return ShapeSample(img, caption, f"{colour} {shape}", meta)
 
 
-def _add(tf: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tf.addfile(info, io.BytesIO(data))
-
-
 def write_shards(
     out_dir: str | Path, n: int, prefix: str, seed: int, image_size: int = 32, per_shard: int = 1000
 ) -> list[Path]:
@@ -110,15 +103,15 @@ def write_shards(
     paths = []
     for shard_i, start in enumerate(range(0, n, per_shard)):
         path = out_dir / f"{prefix}-{shard_i:06d}.tar"
-        with atomic_open(path, "wb") as f, tarfile.open(fileobj=f, mode="w") as tf:
+        with atomic_open(path, "wb") as f, tar_writer(f) as tf:
             for i in range(start, min(n, start + per_shard)):
                 s = draw_sample(rng, image_size)
                 key = f"{prefix}{i:07d}"
                 buf = io.BytesIO()
                 s.image.save(buf, format="PNG")
-                _add(tf, f"{key}.png", buf.getvalue())
-                _add(tf, f"{key}.txt", s.caption.encode())
-                _add(tf, f"{key}.json", json.dumps({"label": s.label, **s.meta}).encode())
+                add_tar_member(tf, f"{key}.png", buf.getvalue())
+                add_tar_member(tf, f"{key}.txt", s.caption.encode())
+                add_tar_member(tf, f"{key}.json", json.dumps({"label": s.label, **s.meta}).encode())
         paths.append(path)
     return paths
 

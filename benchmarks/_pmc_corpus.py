@@ -1,6 +1,7 @@
 """Build PMC-style packages and a mirror folder from ``.nxml`` files plus generated images.
 
-For tests, benchmarks and trying the pipeline offline: packages are laid out like PMC's
+Used by the PMC pipeline tests and ``pmc_throughput.py`` (not part of the installed package; tests
+import it as ``benchmarks._pmc_corpus``). Packages are laid out like PMC's
 (``oa_package/ab/cd/PMC123.tar.gz`` holding ``PMC123/<article>.nxml`` and the figure images, named
 after the graphic hrefs), with an ``oa_file_list.csv`` beside them. Images are random block
 patterns (distinct perceptual hashes), deterministic in their seed.
@@ -13,14 +14,13 @@ import gzip
 import hashlib
 import io
 import re
-import tarfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from biomedclip.io_utils import tar_bytes
 from biomedclip.pmc.jats import parse_article
-from biomedclip.pmc.tario import add_bytes
 
 FORMATS = {"jpg": "JPEG", "png": "PNG", "gif": "GIF", "tif": "TIFF"}
 
@@ -53,13 +53,9 @@ def set_pmcid(xml: bytes, pmcid: str) -> bytes:
 
 def package_bytes(members: list[tuple[str, bytes]]) -> bytes:
     """A deterministic tar.gz of ``members``."""
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tf:
-        for name, data in members:
-            add_bytes(tf, name, data)
     out = io.BytesIO()
     with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, compresslevel=6) as gz:
-        gz.write(raw.getvalue())
+        gz.write(tar_bytes(members))
     return out.getvalue()
 
 
