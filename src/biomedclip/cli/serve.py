@@ -1,0 +1,92 @@
+"""``biomedclip serve``: the HTTP service (embeddings, classify, search, explain) + browser app."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from biomedclip.cli.common import add_model_args
+
+HELP = "run the HTTP service and browser app (OpenAI-style embeddings, classify, search, explain)"
+DESCRIPTION = """\
+Serve one model over HTTP (FastAPI + uvicorn; install with pip install 'biomedclip[serve]').
+Concurrent requests are grouped into one forward pass per modality (dynamic batching); when the
+queue is full the service answers 503 with Retry-After instead of growing without bound.
+
+routes:
+  POST /v1/embeddings  OpenAI-shaped: {"input": [...], "modality": "text"|"image"}
+  POST /v1/classify    zero-shot: {"image": DATA_URI, "labels": [...]}
+  POST /v1/search      {"text"|"image"|"embedding"|"item": ..., "top_k": 10} (needs --index)
+  POST /v1/explain     {"image": DATA_URI, "text": "..."} -> heatmap PNG + grid
+  GET  /v1/models, /health/live, /health/ready, /metrics, /openapi.json, / (browser app)
+
+Research use only: the model card places clinical deployment out of scope.
+
+examples:
+  biomedclip serve --model hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224
+  biomedclip serve --model ./ckpt --index ./my-index --port 8080 --api-key "$KEY"
+  biomedclip serve --model ./ckpt --max-batch-size 64 --max-wait-ms 10 --allow-files /data/images
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help=HELP,
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--index", default=None, help="an index directory for /v1/search")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    g = p.add_argument_group("batching and limits")
+    g.add_argument("--max-batch-size", type=int, default=32, help="rows per forward pass")
+    g.add_argument(
+        "--max-wait-ms", type=float, default=5.0, help="how long a batch waits to fill (ms)"
+    )
+    g.add_argument("--max-queue", type=int, default=512, help="queued rows per modality")
+    g.add_argument("--timeout", type=float, default=30.0, help="per-request timeout (s)")
+    g.add_argument("--max-upload-mb", type=float, default=32.0, help="request body limit (MiB)")
+    g.add_argument("--max-inputs", type=int, default=128, help="inputs per request")
+    g.add_argument("--max-labels", type=int, default=64, help="labels per classify request")
+    g.add_argument(
+        "--allow-files",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="let requests name local image files under DIR (file:///... or a path)",
+    )
+    s = p.add_argument_group("security")
+    s.add_argument(
+        "--api-key",
+        default=os.environ.get("BIOMEDCLIP_API_KEY"),
+        help="require 'Authorization: Bearer KEY' on /v1 routes (default: $BIOMEDCLIP_API_KEY)",
+    )
+    s.add_argument("--cors", action="append", default=[], metavar="ORIGIN", help="CORS origin")
+    p.add_argument("--log-level", default="info", help="uvicorn log level (default: info)")
+    add_model_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from biomedclip.serve.app import serve
+    from biomedclip.serve.config import ServeSettings
+
+    settings = ServeSettings(
+        model=args.model,
+        device=args.device,
+        cache_dir=args.cache_dir,
+        index=args.index,
+        max_batch_size=args.max_batch_size,
+        max_wait_ms=args.max_wait_ms,
+        max_queue=args.max_queue,
+        request_timeout_s=args.timeout,
+        max_body_bytes=int(args.max_upload_mb * 2**20),
+        max_inputs=args.max_inputs,
+        max_labels=args.max_labels,
+        allow_files=list(args.allow_files),
+        api_key=args.api_key or None,
+        cors_origins=list(args.cors),
+    )
+    serve(settings, host=args.host, port=args.port, log_level=args.log_level)
+    return 0

@@ -1,0 +1,94 @@
+"""Image references in requests: data URIs, bare base64, or (when allowed) local files.
+
+Every failure is an :class:`~biomedclip.errors.InputError` / ``ImageError`` naming the input, which
+the service turns into a 4xx. Images are decoded with the project's reader, so DICOM, NIfTI,
+16-bit PNG/TIFF work like everywhere else (middle frame / slice, the file's window).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from PIL import Image
+
+from biomedclip.errors import ImageError, InputError
+from biomedclip.imaging import ReadOptions, read_image
+
+DATA_URI = re.compile(r"^data:([\w.+/-]*)((?:;[\w.+-]+=[\w.+-]+)*)(;base64)?,", re.ASCII)
+BASE64_CHARS = re.compile(r"^[A-Za-z0-9+/=\s_-]+$")
+
+
+def looks_like_image_ref(value: str) -> bool:
+    """True for a data URI or a ``file://`` URL (how /v1/embeddings guesses the modality)."""
+    return value.startswith(("data:", "file://"))
+
+
+def decode_base64(payload: str, name: str) -> bytes:
+    payload = "".join(payload.split())
+    try:
+        if "-" in payload or "_" in payload:
+            return base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+        return base64.b64decode(payload + "=" * (-len(payload) % 4), validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise InputError(f"{name}: invalid base64 data ({e})") from e
+
+
+class ImageResolver:
+    """Turns an image reference into bytes or an allowed local path, then into a PIL image."""
+
+    def __init__(self, allow_files: list[str] | None = None, max_pixels: int | None = None):
+        self.roots = [Path(d).resolve() for d in allow_files or []]
+        self.options = ReadOptions(mode=None, max_pixels=max_pixels, wsi="thumbnail")
+
+    def source(self, ref: str, name: str = "image") -> bytes | Path:
+        if not isinstance(ref, str) or not ref.strip():
+            raise InputError(f"{name}: empty image reference")
+        m = DATA_URI.match(ref)
+        if m:
+            if not m.group(3):
+                raise InputError(f"{name}: data URI must be base64-encoded (';base64,')")
+            data = decode_base64(ref[m.end() :], name)
+        elif ref.startswith("file://") or ref.startswith("/"):
+            return self.local_file(ref, name)
+        elif "://" in ref:
+            raise InputError(
+                f"{name}: only data: URIs and (with --allow-files) file:// URLs are accepted"
+            )
+        elif BASE64_CHARS.match(ref[:4096]):
+            data = decode_base64(ref, name)
+        else:
+            raise InputError(f"{name}: not a data URI, base64 image or file URL")
+        if not data:
+            raise InputError(f"{name}: the image data is empty")
+        return data
+
+    def local_file(self, ref: str, name: str) -> Path:
+        if not self.roots:
+            raise InputError(
+                f"{name}: local files are not allowed by this server (start it with --allow-files)"
+            )
+        raw = unquote(urlparse(ref).path) if ref.startswith("file://") else ref
+        if "\x00" in raw:
+            raise InputError(f"{name}: invalid file path")
+        path = Path(os.path.realpath(raw))
+        if not any(path.is_relative_to(root) for root in self.roots):
+            raise InputError(f"{name}: {raw} is outside the allowed directories")
+        if not path.is_file():
+            raise InputError(f"{name}: {raw}: no such file")
+        return path
+
+    def image(self, ref: str | Path, name: str = "image") -> Image.Image:
+        """Decode one image (the representative frame/slice of multi-image files).
+
+        A ``Path`` is a file the server itself chose (an index row): no allow-list check.
+        """
+        src = ref if isinstance(ref, Path) else self.source(ref, name)
+        try:
+            return read_image(src, self.options).images[0]
+        except ImageError as e:
+            raise type(e)(str(e).removeprefix("<bytes>: "), name) from e

@@ -1,0 +1,315 @@
+"""The /v1 API, health checks and /metrics. Handlers decode/tokenise off the event loop and wait
+on the batchers; every bad input raises an error that :mod:`.errors` turns into a 4xx."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from pathlib import Path
+
+import numpy as np
+import torch
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+
+from biomedclip.errors import InputError
+from biomedclip.serve import schemas as S
+from biomedclip.serve.batching import QueueFull
+from biomedclip.serve.errors import NotReady, Unauthorized
+from biomedclip.serve.inputs import looks_like_image_ref
+from biomedclip.serve.limits import check_count, check_range
+from biomedclip.serve.runtime import Runtime
+
+ERRORS = {
+    code: {"model": S.ErrorBody, "description": text}
+    for code, text in {
+        400: "bad input (the message names it)",
+        401: "missing or wrong API key",
+        404: "unknown model, index row, or no index loaded",
+        413: "body, image or list too large",
+        415: "unsupported image format",
+        422: "body does not match the schema",
+        503: "loading, busy (queue full / timeout: see Retry-After) or shutting down",
+    }.items()
+}
+_bearer = HTTPBearer(auto_error=False)
+_header_key = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+
+async def require_api_key(
+    request: Request,
+    bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
+    header: str | None = Depends(_header_key),
+) -> None:
+    """``Authorization: Bearer KEY`` (or ``X-API-Key``; ``?api_key=`` for thumbnails)."""
+    expected = request.app.state.settings.api_key
+    if not expected:
+        return
+    given = (
+        (bearer.credentials if bearer else None) or header or request.query_params.get("api_key")
+    )
+    if not given or not secrets.compare_digest(given.encode(), expected.encode()):
+        raise Unauthorized("missing or invalid API key (send 'Authorization: Bearer KEY')")
+
+
+api = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], responses=ERRORS)
+ops = APIRouter()
+
+
+def runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    if not rt.ready:
+        raise NotReady(f"model not ready: {rt.error}" if rt.error else "the model is loading")
+    return rt
+
+
+def model_id(rt: Runtime) -> str:
+    return rt.settings.model
+
+
+def check_model_name(rt: Runtime, name: str | None) -> None:
+    accepted = {rt.settings.model, "biomedclip", Path(rt.settings.model.rstrip("/")).name}
+    if name is not None and name not in accepted:
+        raise InputError(f"model {name!r} is not served here (this server serves {model_id(rt)!r})")
+
+
+def encode_vector(v: np.ndarray, fmt: str) -> list[float] | str:
+    if fmt == "base64":
+        return base64.b64encode(np.asarray(v, "<f4").tobytes()).decode()
+    return v.tolist()
+
+
+async def text_vectors(rt: Runtime, texts: list[str]) -> tuple[np.ndarray, int, list[int]]:
+    rows, tokens, truncated = await run_in_threadpool(rt.tokenize, texts)
+    return await rt.text.run(rows, rt.settings.request_timeout_s), tokens, truncated
+
+
+async def image_vectors(rt: Runtime, refs: list[str | Path], name: str) -> np.ndarray:
+    pixels = await run_in_threadpool(rt.pixels, refs, name)
+    return await rt.image.run(pixels, rt.settings.request_timeout_s)
+
+
+# ---- /v1 -------------------------------------------------------------------------------------
+@api.post("/embeddings", response_model=S.EmbeddingsResponse)
+async def embeddings(body: S.EmbeddingsRequest, request: Request):
+    """OpenAI-shaped embeddings of texts or images (unit-length float32 vectors)."""
+    rt = runtime(request)
+    check_model_name(rt, body.model)
+    inputs = [body.input] if isinstance(body.input, str) else list(body.input)
+    check_count(inputs, rt.settings.max_inputs, "input")
+    if body.dimensions is not None and body.dimensions != rt.dim:
+        raise InputError(
+            f"dimensions={body.dimensions}: this model returns {rt.dim}-dimensional embeddings "
+            "and does not truncate them"
+        )
+    modality = body.modality or (
+        "image" if all(looks_like_image_ref(x) for x in inputs) else "text"
+    )
+    truncated: list[int] = []
+    if modality == "text":
+        vectors, tokens, truncated = await text_vectors(rt, inputs)
+    else:
+        vectors, tokens = await image_vectors(rt, inputs, "input"), 0
+    data = [
+        {"object": "embedding", "index": i, "embedding": encode_vector(v, body.encoding_format)}
+        for i, v in enumerate(vectors)
+    ]
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": data,
+            "model": model_id(rt),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            "modality": modality,
+            "truncated": truncated,
+        }
+    )
+
+
+@api.post("/classify", response_model=S.ClassifyResponse)
+async def classify(body: S.ClassifyRequest, request: Request):
+    """Zero-shot classification: softmax over labels of logit_scale * cosine(image, label)."""
+    from biomedclip.zeroshot import parse_labels, resolve_templates
+
+    rt = runtime(request)
+    check_count(body.labels, rt.settings.max_labels, "labels")
+    labels = parse_labels(body.labels)
+    rt.check_texts(labels, "labels")
+    templates = resolve_templates(body.templates)
+    check_count(templates, rt.settings.max_labels, "templates")
+    image = await image_vectors(rt, [body.image], "image")
+    weights = await run_in_threadpool(rt.classifier, tuple(labels), templates)
+    logits = rt.encoder.logit_scale * torch.from_numpy(image) @ weights.T
+    probs = logits.softmax(dim=-1)[0].tolist()
+    ranked = sorted(zip(labels, probs), key=lambda lp: -lp[1])[: body.top_k or len(labels)]
+    return JSONResponse(
+        {
+            "model": model_id(rt),
+            "probabilities": [{"label": lab, "probability": p} for lab, p in ranked],
+        }
+    )
+
+
+def _query_kind(body: S.SearchRequest) -> str:
+    given = [k for k in ("text", "image", "embedding", "item") if getattr(body, k) is not None]
+    if len(given) != 1:
+        raise InputError(
+            f"give exactly one of text, image, embedding or item (got {', '.join(given) or 'none'})"
+        )
+    return given[0]
+
+
+def _row_image(rt: Runtime, row: int) -> Path:
+    index = rt.searcher.index
+    if row >= len(index):
+        raise InputError(f"item {row}: the index has {len(index)} rows")
+    meta = index.metadata().slice(row, 1).to_pylist()[0]
+    path = meta.get("path")
+    if not path or meta.get("modality") == "text":
+        raise InputError(f"item {row} ({meta.get('id')}) has no image")
+    return Path(path)
+
+
+@api.post("/search", response_model=S.SearchResponse)
+async def search(body: S.SearchRequest, request: Request):
+    """Nearest index rows to a text, an image, a vector, or the image of an index row."""
+    rt = runtime(request)
+    if rt.searcher is None:
+        raise InputError("no index loaded: start the server with --index DIR")
+    kind = _query_kind(body)
+    check_range(body.top_k, rt.settings.max_top_k, "top_k")
+    if kind == "text":
+        query = (await text_vectors(rt, [body.text]))[0]
+    elif kind == "image":
+        query = await image_vectors(rt, [body.image], "image")
+    elif kind == "item":
+        path = await run_in_threadpool(_row_image, rt, body.item)
+        query = await image_vectors(rt, [path], "item")
+    else:
+        query = np.asarray(body.embedding, dtype=np.float32)[None]
+        if query.shape[1] != rt.dim or not np.isfinite(query).all() or not np.abs(query).sum():
+            raise InputError(f"embedding: need {rt.dim} finite numbers, not all zero")
+    hits = await run_in_threadpool(rt.searcher.search_vectors, query, body.top_k, body.modality)
+    out = []
+    for h in hits[0]:
+        meta = h.metadata
+        caption = meta.get("caption") or meta.get("text")
+        path = meta.get("path")
+        out.append(
+            {
+                "rank": h.rank,
+                "id": h.id,
+                "score": h.score,
+                "row": h.row,
+                "modality": meta.get("modality"),
+                "path": path,
+                "caption": caption,
+                "has_image": bool(path) and meta.get("modality") != "text",
+            }
+        )
+    return JSONResponse({"model": model_id(rt), "query": kind, "hits": out})
+
+
+@api.get(
+    "/items/{row}/thumbnail",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}, "description": "a JPEG thumbnail"}},
+)
+async def thumbnail(row: int, request: Request, size: int = 256):
+    """A JPEG thumbnail of the image of an index row (for the browser app's result grid)."""
+    rt = runtime(request)
+    if rt.searcher is None:
+        raise InputError("no index loaded: start the server with --index DIR")
+    if row < 0 or not 16 <= size <= 1024:
+        raise InputError("row must be >= 0 and size within 16..1024")
+
+    def render() -> bytes:
+        import io
+
+        image = rt.resolver.image(_row_image(rt, row), f"item {row}").convert("RGB")
+        image.thumbnail((size, size))
+        buf = io.BytesIO()
+        image.save(buf, format="JPEG", quality=85)
+        return buf.getvalue()
+
+    data = await run_in_threadpool(render)
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+
+@api.post("/explain", response_model=S.ExplainResponse)
+async def explain(body: S.ExplainRequest, request: Request):
+    """Heatmap of where the text matches the image (PNG overlay + the raw patch grid)."""
+    from biomedclip.explain import overlay, png_bytes
+
+    rt = runtime(request)
+    slots = request.app.state.explain_slots
+    if slots.locked():
+        raise QueueFull("explain", 2.0)
+    async with slots:
+        ex = await run_in_threadpool(rt.explain, body.image, body.text, body.method)
+        png = await run_in_threadpool(lambda: png_bytes(overlay(ex.view, ex.grid, body.alpha)))
+    return JSONResponse(
+        {
+            "model": model_id(rt),
+            "text": ex.text,
+            "method": ex.method,
+            "score": ex.score,
+            "grid": ex.grid.round(6).tolist(),
+            "png": "data:image/png;base64," + base64.b64encode(png).decode(),
+        }
+    )
+
+
+@api.get("/models", response_model=S.ModelList)
+async def models(request: Request):
+    """The served model: id, weights sha256, embedding size, context length, index."""
+    rt = runtime(request)
+    card = {
+        "id": model_id(rt),
+        "object": "model",
+        "owned_by": "biomedclip",
+        "sha256": rt.sha256,
+        "dimensions": rt.dim,
+        "context_length": rt.context_length,
+        "image_size": int(rt.model.config.preprocess.image_size),
+        "index": rt.settings.index,
+        "index_size": len(rt.searcher.index) if rt.searcher else None,
+    }
+    return {"object": "list", "data": [card]}
+
+
+# ---- operations ------------------------------------------------------------------------------
+@ops.get("/health/live", response_model=S.Health, tags=["operations"])
+async def live():
+    """The process answers."""
+    return {"status": "ok"}
+
+
+@ops.get(
+    "/health/ready",
+    response_model=S.Health,
+    tags=["operations"],
+    responses={503: {"model": S.Health, "description": "loading or failed"}},
+)
+async def ready(request: Request):
+    """200 once the model is loaded and warmed; 503 while loading or after a failed load."""
+    rt: Runtime = request.app.state.runtime
+    if rt.ready:
+        return {"status": "ok"}
+    status = "error" if rt.error else "loading"
+    return JSONResponse({"status": status, "detail": rt.error}, status_code=503)
+
+
+@ops.get(
+    "/metrics",
+    response_class=Response,
+    tags=["operations"],
+    dependencies=[Depends(require_api_key)],
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+)
+async def metrics(request: Request):
+    """Prometheus metrics: requests and latency per route, batch sizes, queue depth, load time."""
+    m = request.app.state.metrics
+    return Response(m.render(), media_type=m.content_type)
