@@ -1,4 +1,4 @@
-"""File-system helpers shared by every long job: atomic writes and byte-deterministic tar files.
+"""File-system helpers shared by every long job: atomic writes, deterministic tar files, braces.
 
 One way to write a file: :func:`atomic_path` (a temporary file beside the target, fsync, rename),
 with :func:`atomic_open` and the ``atomic_write_*`` shortcuts on top. Readers never see a
@@ -7,7 +7,8 @@ jobs delete. The temporary file is created with ``os.open(..., 0o666)`` so the k
 umask: the process-wide umask is never read or changed (threads may be writing meanwhile).
 
 One way to write a tar file: :func:`tar_writer` + :func:`add_tar_member` (or :func:`tar_bytes`),
-with fixed mtime, owner and mode, so the same members give the same bytes on every run.
+with fixed mtime, owner and mode, so the same members give the same bytes on every run. And one
+way to expand ``shard-{000..009}.tar`` path patterns: :func:`expand_braces`.
 """
 
 from __future__ import annotations
@@ -81,6 +82,21 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """Shell-style brace expansion (``shard-{000..009}.tar``, ``{train,val}-0.tar``; zero padding
+    kept), the one used for every path list: a pattern without braces is returned as is."""
+    if "{" not in pattern:
+        return [pattern]
+    from braceexpand import UnbalancedBracesError, braceexpand
+
+    from biomedclip.errors import InputError
+
+    try:
+        return list(braceexpand(pattern))
+    except UnbalancedBracesError as e:
+        raise InputError(f"{pattern}: unbalanced braces ({e})") from e
 
 
 def tar_writer(fileobj: IO[bytes]) -> tarfile.TarFile:

@@ -107,3 +107,20 @@ def test_from_inputs_dispatch(tmp_path, image_dir):
         sources.from_inputs([str(image_dir)], texts_given=["a"])
     with pytest.raises(InputError, match="on its own"):
         sources.from_inputs([str(image_dir), str(image_dir / "a.png")])
+
+
+def test_braces_expand_like_training_shard_lists(tmp_path):
+    """Embedding inputs and training shard lists use one brace expander (lists and ranges)."""
+    from biomedclip.train.data import resolve_shards
+
+    for name in ("train-000.tar", "train-001.tar", "val-000.tar"):
+        write_shard(tmp_path / name, [("a", png_bytes(0), "x", None)])
+    pattern = str(tmp_path / "{train-{000..001},val-000}.tar")
+    src = sources.from_inputs([pattern])
+    assert (
+        src.shards()
+        == resolve_shards(pattern)
+        == [str(tmp_path / n) for n in ("train-000.tar", "train-001.tar", "val-000.tar")]
+    )
+    with pytest.raises(InputError, match="unbalanced braces"):
+        sources.from_inputs([str(tmp_path / "x-{000..001.tar")])

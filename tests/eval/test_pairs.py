@@ -29,7 +29,7 @@ def test_csv_accepts_text_column_and_ids_tsv(tmp_path):
 @pytest.mark.parametrize(
     "content, match",
     [
-        ("path,caption\na.png,x\n", "columns"),
+        ("picture,caption\na.png,x\n", "columns"),
         ("image,caption\na.png,\n", "line 2"),
         ("image,caption\n", "no pairs"),
     ],
@@ -54,3 +54,15 @@ def test_medicat_sample():
     assert pairs[0].caption.startswith("Figure 4. Nuclear magnetic resonance")
     assert pairs[0].id == "26491ab76c6e8d6acc582e71bb6b3b5f5601ccc2/Figure4"
     assert len({p.id for p in pairs}) == 10
+
+
+def test_medicat_figures_named_plainly(tmp_path):
+    """``<fig_uri>`` without the ``<pdf_hash>_`` prefix is found too, by every MedICaT reader."""
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "f1.png").write_bytes(b"png")
+    jsonl = tmp_path / "m.jsonl"
+    jsonl.write_text(
+        '{"pdf_hash": "h1", "fig_uri": "f1.png", "fig_key": "Figure1", "s2_caption": " A  b "}\n'
+    )
+    (p,) = read_pairs(jsonl)
+    assert (p.id, p.image, p.caption) == ("h1/Figure1", tmp_path / "figures" / "f1.png", "A b")

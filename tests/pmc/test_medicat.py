@@ -11,7 +11,8 @@ from PIL import Image
 from pmc_helpers import shared_path, small_config
 
 from biomedclip.errors import InputError
-from biomedclip.pmc.medicat import import_medicat, read_medicat
+from biomedclip.eval.pairs import iter_medicat
+from biomedclip.pmc.medicat import import_medicat
 from biomedclip.pmc.pipeline import Pipeline
 
 
@@ -21,7 +22,7 @@ def medicat_dir():
 
 
 def test_read_medicat_pairs(medicat_dir):
-    pairs = list(read_medicat(medicat_dir / "sample.jsonl", medicat_dir / "figures"))
+    pairs = list(iter_medicat(medicat_dir / "sample.jsonl", medicat_dir / "figures"))
     assert len(pairs) == 10 and len({p.paper for p in pairs}) == 5
     assert all(p.image.is_file() for p in pairs)
     first = pairs[0]
@@ -38,7 +39,7 @@ def test_bad_medicat_line_named(tmp_path):
     bad = tmp_path / "x.jsonl"
     bad.write_text('{"pdf_hash": "a", "fig_uri": "b.png"}\n{"oops": 1}\n')
     with pytest.raises(InputError, match="x.jsonl:2"):
-        list(read_medicat(bad, tmp_path))
+        list(iter_medicat(bad, tmp_path))
 
 
 def test_medicat_to_shards(medicat_dir, tokenizer_dir, tmp_path):
@@ -61,3 +62,23 @@ def test_medicat_to_shards(medicat_dir, tokenizer_dir, tmp_path):
         assert s["txt"].decode() in captions
         assert Image.open(io.BytesIO(s["jpg"])).mode == "RGB"
         assert json.loads(s["json"])["article_type"] == "medicat"
+
+
+def test_medicat_import_finds_plainly_named_figures(tokenizer_dir, tmp_path):
+    """The pipeline reads MedICaT with the evaluation's reader: ``<fig_uri>`` without the
+    ``<pdf_hash>_`` prefix is found (the pipeline's own reader used to drop it as missing)."""
+    from benchmarks._pmc_corpus import figure_image
+
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    (figures / "f1.jpg").write_bytes(figure_image(1))
+    jsonl = tmp_path / "m.jsonl"
+    jsonl.write_text(
+        json.dumps(
+            {"pdf_hash": "h1", "fig_uri": "f1.jpg", "fig_key": "Figure1", "s2_caption": "A CT."}
+        )
+        + "\n"
+    )
+    pipe = Pipeline(small_config(tmp_path / "out", tokenizer_dir))
+    counts = import_medicat(jsonl, figures, pipe.work, pipe.cfg.pair)
+    assert counts == {"papers": 1, "pairs": 1, "dropped": 0}

@@ -17,6 +17,8 @@ from typing import Any
 import pyarrow as pa
 
 from biomedclip.errors import InputError
+from biomedclip.io_utils import expand_braces
+from biomedclip.tables import CAPTION_COLUMNS, PATH_COLUMNS, read_table
 
 IMAGE_EXTENSIONS = frozenset(
     [
@@ -38,21 +40,21 @@ IMAGE_EXTENSIONS = frozenset(
 TABLE_EXTENSIONS = frozenset({".csv", ".tsv", ".parquet", ".pq"})
 TEXT_EXTENSIONS = frozenset({".txt", ".text"})
 SHARD_EXTENSIONS = (".tar", ".tar.gz", ".tgz")
-PATH_COLUMNS = ("path", "image", "image_path", "filepath", "file", "filename")
-CAPTION_COLUMNS = ("caption", "text", "captions", "description")
 WDS_IMAGE_KEYS = ("jpg", "jpeg", "png", "webp", "tif", "tiff")
 WDS_TEXT_KEYS = ("txt", "caption", "text")
 
 
 @dataclass(slots=True)
 class Item:
-    """One thing to embed. ``data`` carries image bytes for shard sources (never written out)."""
+    """One thing to embed. ``data`` carries image bytes for shard sources and ``image`` an
+    in-memory PIL image given to the API (neither is written out)."""
 
     id: str
     path: str | None = None
     text: str | None = None
     data: bytes | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    image: Any = None
 
 
 class Source:
@@ -157,17 +159,6 @@ def text_file(path: str | Path) -> ListSource:
     return ListSource(items, False, True, description=str(path))
 
 
-def _pick(
-    columns: Sequence[str], wanted: str | None, candidates: Sequence[str], what: str, src: Path
-):
-    if wanted:
-        if wanted not in columns:
-            raise InputError(f"{src}: no column {wanted!r} (columns: {', '.join(columns)})")
-        return wanted
-    lower = {c.lower(): c for c in columns}
-    return next((lower[c] for c in candidates if c in lower), None)
-
-
 def table(
     path: str | Path,
     path_column: str | None = None,
@@ -175,56 +166,28 @@ def table(
     id_column: str | None = None,
     root: str | Path | None = None,
 ) -> ListSource:
-    """A CSV/TSV/Parquet table of image paths and/or captions; other columns are kept as metadata.
+    """A table (:func:`biomedclip.tables.read_table`) as an embedding source; other columns are kept as metadata.
 
-    Relative paths are resolved against ``root`` (default: the table's folder). The id is the
-    ``id_column`` when given (or a column named ``id``), else the path, else ``row-N``.
+    The id is the ``id_column`` when given (or a column named ``id``), else the path as written,
+    else ``row-N``.
     """
-    path = Path(path)
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            import pyarrow.parquet as pq
-
-            tbl = pq.read_table(path)
-        else:
-            import pyarrow.csv as pacsv
-
-            delim = "\t" if path.suffix.lower() == ".tsv" else ","
-            tbl = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter=delim))
-    except (OSError, pa.ArrowInvalid) as e:
-        raise InputError(f"{path}: cannot read table ({e})") from e
-    cols = tbl.column_names
-    pcol = _pick(cols, path_column, PATH_COLUMNS, "path", path)
-    ccol = _pick(cols, caption_column, CAPTION_COLUMNS, "caption", path)
-    icol = _pick(cols, id_column, ("id",), "id", path)
-    if pcol is None and ccol is None:
+    t = read_table(path, path_column, caption_column, id_column, root)
+    if t.path_column is None and t.caption_column is None:
         raise InputError(
-            f"{path}: no image path column ({'/'.join(PATH_COLUMNS)}) and no caption column "
+            f"{t.source}: no image path column ({'/'.join(PATH_COLUMNS)}) and no caption column "
             f"({'/'.join(CAPTION_COLUMNS)}); name them with --path-column / --caption-column"
         )
-    base = Path(root) if root else path.parent
-    reserved = {"id", "path", "text", "modality", "embedding"}
-    meta_cols = [c for c in cols if c not in (pcol, ccol, icol) and c not in reserved]
-    meta_schema = pa.schema([tbl.schema.field(c) for c in meta_cols])
-    rows = tbl.to_pylist()
-    items = []
-    for n, row in enumerate(rows):
-        p = row.get(pcol) if pcol else None
-        full = None
-        if p is not None and str(p).strip():
-            full = str(Path(str(p)) if Path(str(p)).is_absolute() else base / str(p))
-        ident = row.get(icol) if icol else None
-        ident = str(ident) if ident is not None else (str(p) if p is not None else f"row-{n}")
-        text = row.get(ccol) if ccol else None
-        items.append(
-            Item(
-                id=ident,
-                path=full,
-                text=None if text is None else str(text),
-                meta={c: row[c] for c in meta_cols},
-            )
+    items = [
+        Item(
+            id=r.id if r.id is not None else r.image if r.image is not None else f"row-{r.index}",
+            path=r.path,
+            text=r.text,
+            meta=r.meta,
         )
-    return ListSource(items, pcol is not None, ccol is not None, meta_schema, str(path))
+        for r in t.rows
+    ]
+    has_images, has_texts = t.path_column is not None, t.caption_column is not None
+    return ListSource(items, has_images, has_texts, t.meta_schema, str(t.source))
 
 
 # ---- WebDataset shards --------------------------------------------------------------------------
@@ -318,10 +281,8 @@ def from_inputs(
     root: str | None = None,
 ) -> Source:
     """Pick the source for command-line inputs: image files, one folder, one table, one text file,
-    WebDataset shards (``.tar``; brace ranges like ``shard-{000..009}.tar`` expand), or ``--text``."""
-    expanded: list[str] = []
-    for s in inputs:
-        expanded.extend(_expand_braces(s) if "{" in s and ".." in s else [s])
+    WebDataset shards (``.tar``; braces like ``shard-{000..009}.tar`` expand), or ``--text``."""
+    expanded = [p for s in inputs for p in expand_braces(s)]
     if texts_given and expanded:
         raise InputError("give either --text or input files, not both")
     if texts_given:
@@ -352,14 +313,3 @@ def from_inputs(
     if odd:
         raise InputError(f"{odd[0]}: tables, text files and shards must be given on their own")
     return image_files(expanded)
-
-
-def _expand_braces(pattern: str) -> list[str]:
-    """``a-{000..002}.tar`` -> ``a-000.tar a-001.tar a-002.tar`` (one range, zero padding kept)."""
-    head, rest = pattern.split("{", 1)
-    body, tail = rest.split("}", 1)
-    lo, hi = body.split("..", 1)
-    if not (lo.isdigit() and hi.isdigit()):
-        raise InputError(f"{pattern}: brace range must be numeric, like {{000..009}}")
-    width = len(lo)
-    return [f"{head}{i:0{width}d}{tail}" for i in range(int(lo), int(hi) + 1)]

@@ -1,21 +1,24 @@
 """Image-caption pairs for retrieval evaluation: a ``PAIRS.csv`` or a MedICaT ``.jsonl`` file.
 
-* CSV: a header with ``image`` and ``caption`` columns (``text`` is accepted for ``caption``, and an
-  optional ``id``); image paths are relative to the CSV's folder unless absolute.
+* CSV/TSV/Parquet: read by :func:`biomedclip.tables.read_table` (an image path column such as
+  ``image`` or ``path``, a caption column such as ``caption`` or ``text``, an optional ``id``);
+  image paths are relative to the table's folder unless absolute.
 * MedICaT (Subramanian et al. 2020): one JSON object a line with ``pdf_hash`` and ``fig_uri``
-  (the file ``<pdf_hash>_<fig_uri>`` in ``figures/`` beside the ``.jsonl``) and ``s2_caption`` (else ``s2orc_caption``); the id is
-  ``pdf_hash/fig_key``.
+  (the file ``<pdf_hash>_<fig_uri>`` in ``figures/`` beside the ``.jsonl``; a plain ``<fig_uri>``
+  is accepted too) and ``s2_caption`` (else ``s2orc_caption``); the id is ``pdf_hash/fig_key``.
+  :func:`iter_medicat` is the one MedICaT reader (the PMC pipeline's ``medicat`` import uses it).
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from biomedclip.errors import InputError
+from biomedclip.tables import read_table
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ class Pair:
 
 
 def read_pairs(path: str | os.PathLike, figures_dir: str | os.PathLike | None = None) -> list[Pair]:
-    """Pairs from a CSV (``.csv``/``.tsv``) or a MedICaT ``.jsonl`` (by extension)."""
+    """Pairs from a table (``.csv``/``.tsv``/``.parquet``) or a MedICaT ``.jsonl`` (by extension)."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: pairs file not found")
@@ -38,51 +41,87 @@ def read_pairs(path: str | os.PathLike, figures_dir: str | os.PathLike | None = 
 
 
 def read_pairs_csv(path: str | os.PathLike) -> list[Pair]:
-    p = Path(path)
-    delimiter = "\t" if p.suffix.lower() == ".tsv" else ","
-    with open(p, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f, delimiter=delimiter)
-        fields = [c.strip().lower() for c in (reader.fieldnames or [])]
-        text_col = "caption" if "caption" in fields else "text" if "text" in fields else None
-        if "image" not in fields or text_col is None:
-            raise InputError(
-                f"{p}: needs 'image' and 'caption' columns (found: {', '.join(fields) or 'none'})"
-            )
-        reader.fieldnames = fields
-        pairs = []
-        for line, row in enumerate(reader, start=2):
-            image, caption = (row.get("image") or "").strip(), (row.get(text_col) or "").strip()
-            if not image or not caption:
-                raise InputError(f"{p}, line {line}: empty image or caption")
-            pairs.append(Pair(row.get("id") or str(line - 2), _resolve(p.parent, image), caption))
+    t = read_table(path)
+    if t.path_column is None or t.caption_column is None:
+        raise InputError(
+            f"{t.source}: needs image path and caption columns, e.g. 'image' and 'caption' "
+            f"(found: {', '.join(t.columns) or 'none'})"
+        )
+    pairs = []
+    for row in t.rows:
+        caption = (row.text or "").strip()
+        if not row.path or not caption:
+            raise InputError(f"{t.source}, line {row.index + 2}: empty image or caption")
+        pairs.append(Pair(row.id or str(row.index), Path(row.path), caption))
     if not pairs:
-        raise InputError(f"{p}: no pairs")
+        raise InputError(f"{t.source}: no pairs")
     return pairs
 
 
-def read_medicat(
+@dataclass(frozen=True)
+class MedicatRecord:
+    """One MedICaT figure: its paper (``pdf_hash``), image file and caption (may be empty)."""
+
+    line: int
+    paper: str | None  # pdf_hash
+    fig_uri: str
+    fig_key: str
+    image: Path
+    caption: str  # whitespace-normalised
+    doi: str
+    radiology: bool | None
+    predicted_type: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.paper or self.line}/{self.fig_key or self.fig_uri}"
+
+
+def iter_medicat(
     path: str | os.PathLike, figures_dir: str | os.PathLike | None = None
-) -> list[Pair]:
+) -> Iterator[MedicatRecord]:
+    """The figures of a MedICaT JSONL file (``figures_dir`` defaults to ``figures/`` beside it);
+    a malformed line raises an :class:`InputError` naming ``file:line``."""
     p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: MedICaT JSONL not found")
     figures = Path(figures_dir) if figures_dir else p.parent / "figures"
-    pairs = []
     with open(p, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
+        for n, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             try:
                 rec = json.loads(line)
                 uri = rec["fig_uri"]
-            except (ValueError, KeyError, TypeError) as e:
-                raise InputError(f"{p}, line {line_no}: not a MedICaT record ({e})") from e
-            caption = (rec.get("s2_caption") or rec.get("s2orc_caption") or "").strip()
-            if not caption:
-                raise InputError(f"{p}, line {line_no}: no caption")
-            pdf_hash = rec.get("pdf_hash")
-            rid = f"{pdf_hash or line_no}/{rec.get('fig_key', uri)}"
-            pairs.append(Pair(rid, _medicat_image(figures, pdf_hash, uri), caption))
+                paper = rec.get("pdf_hash")
+                caption = rec.get("s2_caption") or rec.get("s2orc_caption") or ""
+                doi = (rec.get("oa_info") or {}).get("doi") or ""
+            except (ValueError, KeyError, TypeError, AttributeError) as e:
+                raise InputError(f"{p}:{n}: not a MedICaT record ({e!r})") from e
+            yield MedicatRecord(
+                line=n,
+                paper=paper,
+                fig_uri=uri,
+                fig_key=rec.get("fig_key") or "",
+                image=_medicat_image(figures, paper, uri),
+                caption=" ".join(str(caption).split()),
+                doi=doi,
+                radiology=rec.get("radiology"),
+                predicted_type=rec.get("predicted_type") or "",
+            )
+
+
+def read_medicat(
+    path: str | os.PathLike, figures_dir: str | os.PathLike | None = None
+) -> list[Pair]:
+    """MedICaT figures as evaluation pairs; a figure without a caption is an error."""
+    pairs = []
+    for rec in iter_medicat(path, figures_dir):
+        if not rec.caption:
+            raise InputError(f"{path}:{rec.line}: no caption")
+        pairs.append(Pair(rec.id, rec.image, rec.caption))
     if not pairs:
-        raise InputError(f"{p}: no pairs")
+        raise InputError(f"{path}: no pairs")
     return pairs
 
 
@@ -93,8 +132,3 @@ def _medicat_image(figures: Path, pdf_hash: str | None, uri: str) -> Path:
         if prefixed.exists() or not (figures / uri).exists():
             return prefixed
     return figures / uri
-
-
-def _resolve(base: Path, image: str) -> Path:
-    q = Path(image).expanduser()
-    return q if q.is_absolute() else base / q

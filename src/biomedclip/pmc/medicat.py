@@ -1,69 +1,32 @@
 """MedICaT (Subramanian et al. 2020) as a pipeline source: figure-caption pairs from its JSONL.
 
-Each line has ``pdf_hash``, ``fig_uri``, ``s2_caption`` (``s2orc_caption`` as fallback) and
-``oa_info.doi``; the figure file is ``<figures>/<pdf_hash>_<fig_uri>``. :func:`import_medicat` turns
+The JSONL is read by :func:`biomedclip.eval.pairs.iter_medicat` (``pdf_hash``, ``fig_uri``,
+``s2_caption``, ``oa_info.doi``; figure file ``<figures>/<pdf_hash>_<fig_uri>``). :func:`import_medicat` turns
 the papers into per-article pair results in a work directory (one "article" per ``pdf_hash``), so
 ``biomedclip pmc split``, ``write`` and ``report`` make shards of them like of PMC articles.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from biomedclip.errors import InputError
+from biomedclip.eval.pairs import MedicatRecord, iter_medicat
 from biomedclip.io_utils import atomic_open, atomic_write_json
 from biomedclip.pmc.config import PairConfig, pair_digest
 from biomedclip.pmc.filelist import ArticleRef
-from biomedclip.pmc.jats import ArticleMeta, Extracted, Figure, normalize_ws
+from biomedclip.pmc.jats import ArticleMeta, Extracted, Figure
 from biomedclip.pmc.package import Package
 from biomedclip.pmc.pair import pair_figures, write_paired
 from biomedclip.pmc.state import WorkDir
 
 
-@dataclass
-class MedicatPair:
-    paper: str  # pdf_hash
-    fig_key: str
-    image: Path
-    caption: str
-    doi: str
-    radiology: bool | None
-    predicted_type: str
-
-
-def read_medicat(jsonl: Path, figures: Path) -> Iterator[MedicatPair]:
-    """The figure-caption pairs of a MedICaT JSONL file; a bad line names its line number."""
-    jsonl, figures = Path(jsonl), Path(figures)
-    if not jsonl.is_file():
-        raise InputError(f"{jsonl}: MedICaT JSONL not found")
-    with jsonl.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-                paper, uri = d["pdf_hash"], d["fig_uri"]
-            except (json.JSONDecodeError, KeyError) as e:
-                raise InputError(f"{jsonl}:{n}: not a MedICaT record ({e})") from e
-            caption = normalize_ws(d.get("s2_caption") or d.get("s2orc_caption") or "")
-            yield MedicatPair(
-                paper=paper,
-                fig_key=d.get("fig_key", ""),
-                image=figures / f"{paper}_{uri}",
-                caption=caption,
-                doi=((d.get("oa_info") or {}).get("doi") or ""),
-                radiology=d.get("radiology"),
-                predicted_type=d.get("predicted_type", ""),
-            )
-
-
 def import_medicat(jsonl: Path, figures: Path, work: WorkDir, cfg: PairConfig) -> dict:
     """Write the papers' pair results and an article list into ``work``; returns counts."""
-    papers: dict[str, list[MedicatPair]] = {}
-    for p in read_medicat(jsonl, figures):
+    papers: dict[str, list[MedicatRecord]] = {}
+    for p in iter_medicat(jsonl, figures):
+        if not p.paper:
+            raise InputError(f"{jsonl}:{p.line}: no pdf_hash (the paper a figure belongs to)")
         papers.setdefault(p.paper, []).append(p)
     digest = pair_digest(cfg)
     refs, n_pairs, n_drops = [], 0, 0

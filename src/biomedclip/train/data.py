@@ -35,8 +35,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from biomedclip.errors import BiomedCLIPError, ConfigError
+from biomedclip import tables
+from biomedclip.errors import BiomedCLIPError, ConfigError, InputError
 from biomedclip.imaging import load_image
+from biomedclip.io_utils import expand_braces
 from biomedclip.tokenizer import Tokenizer, clean_text
 
 log = logging.getLogger(__name__)
@@ -66,13 +68,11 @@ def detect_format(spec: str | list[str], fmt: str = "auto") -> str:
 
 def resolve_shards(spec: str | list[str]) -> list[str]:
     """Shard paths from a directory, a glob, ``{000..009}`` braces, a file, or a list of those."""
-    from braceexpand import braceexpand
-
     items = spec if isinstance(spec, list) else [spec]
     out: list[str] = []
     for item in items:
         item = os.path.expanduser(str(item))
-        for expanded in braceexpand(item):
+        for expanded in expand_braces(item):
             p = Path(expanded)
             if p.is_dir():
                 found = sorted(str(x) for x in p.glob("*.tar"))
@@ -120,38 +120,16 @@ def index_shard(path: str) -> list[RawSample]:
 def read_table(
     path: str | Path, fmt: str, image_column: str, caption_column: str, root: str | None = None
 ) -> list[RawSample]:
-    """Rows of a CSV/TSV/Parquet table as raw samples (relative paths against ``root`` or its dir)."""
-    import pandas as pd
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: table not found")
+    """Rows of a CSV/TSV/Parquet table as raw samples (:func:`biomedclip.tables.read_table`;
+    relative paths against ``root`` or the table's folder)."""
     try:
-        if fmt == "parquet":
-            df = pd.read_parquet(path, columns=[image_column, caption_column])
-        else:
-            sep = "\t" if path.suffix.lower() == ".tsv" else ","
-            df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
-    except (KeyError, ValueError, OSError) as e:
-        raise ConfigError(f"{path}: cannot read table ({e})") from e
-    for col in (image_column, caption_column):
-        if col not in df.columns:
-            raise ConfigError(
-                f"{path}: no column {col!r} (columns: {', '.join(map(str, df.columns))}); "
-                "set data.image_column / data.caption_column"
-            )
-    base = Path(root) if root else path.parent
-    out = []
-    for i, (img, cap) in enumerate(zip(df[image_column].tolist(), df[caption_column].tolist())):
-        p = Path(str(img))
-        out.append(
-            RawSample(
-                f"{path.name}:{i}",
-                "file",
-                (str(p if p.is_absolute() else base / p), "" if cap is None else str(cap)),
-            )
-        )
-    return out
+        t = tables.read_table(path, image_column, caption_column, root=root, fmt=fmt)
+    except InputError as e:
+        raise ConfigError(f"{e}; set data.image_column / data.caption_column") from e
+    return [
+        RawSample(f"{t.source.name}:{r.index}", "file", (r.path or "", r.text or ""))
+        for r in t.rows
+    ]
 
 
 # ---- decoding -----------------------------------------------------------------------------
