@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from biomedclip.errors import InputError
-from biomedclip.model import BiomedCLIP
-from biomedclip.tokenizer import Tokenizer
+from biomedclip.embedding.batching import Failure
+from biomedclip.embedding.encoded import Encoded
+from biomedclip.embedding.encoder import Encoder, EncoderSettings
+from biomedclip.embedding.inputs import as_list
+from biomedclip.errors import ImageError, InputError
+from biomedclip.imaging.options import ReadOptions
+
+if TYPE_CHECKING:
+    from biomedclip.model import BiomedCLIP
+    from biomedclip.tokenizer import Tokenizer
 
 # The model card's prompt (the official example notebook's expected outputs use it).
 MODEL_CARD_TEMPLATES = ("this is a photo of {}",)
@@ -20,7 +31,7 @@ MODEL_CARD_TEMPLATES = ("this is a photo of {}",)
 PAPER_TEMPLATES = ("this is an image of {}", "{} presented in image", "a photo of {}")
 TEMPLATE_SETS = {"model-card": MODEL_CARD_TEMPLATES, "paper": PAPER_TEMPLATES}
 
-ImageInput = str | Path | Image.Image
+ImageInput = str | Path | bytes | Image.Image
 
 
 def parse_labels(labels: str | Sequence[str]) -> list[str]:
@@ -54,30 +65,33 @@ def resolve_templates(templates: str | Sequence[str] | None) -> tuple[str, ...]:
     return out
 
 
-@torch.inference_mode()
 def build_classifier(
     model: BiomedCLIP,
-    tokenizer: Tokenizer,
+    tokenizer: Tokenizer | None,
     labels: Sequence[str],
     templates: str | Sequence[str] | None = None,
+    settings: EncoderSettings | None = None,
 ) -> torch.Tensor:
     """Unit-norm class embeddings ``[C, D]``: per label, the mean of its normalised prompt embeddings."""
-    labels = parse_labels(labels)
-    temps = resolve_templates(templates)
-    prompts = [t.format(label) for label in labels for t in temps]
-    batch = tokenizer(prompts).to(model.device)
-    emb = model.encode_text(batch.input_ids, batch.attention_mask, normalize=True).float()
-    emb = emb.reshape(len(labels), len(temps), -1).mean(dim=1)
-    return F.normalize(emb, dim=-1)
+    return Encoder(model, tokenizer=tokenizer, settings=settings).classifier(labels, templates)
 
 
 @dataclass
 class ZeroShotResult:
-    """Probabilities ``[N, C]`` over ``labels`` for each input."""
+    """Probabilities ``[N, C]`` over ``labels``, one row per classified image.
+
+    ``inputs[r]`` says which input row ``r`` belongs to (``{"input": name, "index": i}``, plus
+    ``"part"`` for a frame / slice of a multi-image input). A whole slide gives one row, the mean
+    probability over its tissue tiles, and ``inputs[r]["slide"]`` holds the tiles' details
+    (``tiles``, ``probs`` per tile ``[T, C]``, ``coords``). ``failures``: inputs that could not be
+    read (the others are classified).
+    """
 
     labels: list[str]
     probs: torch.Tensor
     logits: torch.Tensor
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
 
     def top_k(self, k: int = 5) -> list[list[tuple[str, float]]]:
         k = min(k, len(self.labels))
@@ -91,38 +105,86 @@ class ZeroShotResult:
         return [dict(zip(self.labels, row.tolist())) for row in self.probs]
 
 
-@torch.inference_mode()
 def classify_features(
-    model: BiomedCLIP, image_features: torch.Tensor, classifier: torch.Tensor, labels: list[str]
+    model: BiomedCLIP | float,
+    image_features: torch.Tensor,
+    classifier: torch.Tensor,
+    labels: list[str],
 ) -> ZeroShotResult:
-    feats = F.normalize(image_features.float(), dim=-1)
-    logits = model.logit_scale.exp().float() * feats @ classifier.T
+    """Softmax over labels of ``exp(logit_scale) * cos(image, class)`` (``model`` or the scale)."""
+    scale = model if isinstance(model, float) else float(model.logit_scale.detach().float().exp())
+    feats = F.normalize(torch.as_tensor(image_features).float(), dim=-1)
+    logits = scale * feats @ classifier.float().to(feats.device).T
     return ZeroShotResult(list(labels), logits.softmax(dim=-1).cpu(), logits.cpu())
 
 
-@torch.inference_mode()
-def encode_images(
-    model: BiomedCLIP,
-    images: Sequence[ImageInput] | torch.Tensor,
-    preprocess,
-    batch_size: int = 32,
-) -> torch.Tensor:
-    """Embed paths / PIL images (decoded with :func:`biomedclip.imaging.load_image`) or a tensor batch."""
-    if isinstance(images, torch.Tensor):
-        return model.encode_image(images.to(model.device, model.dtype))
-    from biomedclip.imaging import load_image
+def _input_name(image: Any, i: int) -> str:
+    if isinstance(image, (str, Path, os.PathLike)):
+        return os.fspath(image)
+    return f"<image #{i}>"
 
-    out = []
-    for start in range(0, len(images), batch_size):
-        chunk = [
-            im if isinstance(im, Image.Image) else load_image(im, mode=None)
-            for im in images[start : start + batch_size]
-        ]
-        pixels = torch.stack([preprocess(im) for im in chunk]).to(model.device, model.dtype)
-        out.append(model.encode_image(pixels))
-    if not out:
-        raise InputError("no images given")
-    return torch.cat(out)
+
+def classify_encoded(
+    encoded: Encoded,
+    classifier: torch.Tensor,
+    labels: list[str],
+    logit_scale: float,
+    names: Sequence[str],
+) -> ZeroShotResult:
+    """Per-row probabilities of encoded images; the tiles of a whole slide become one row (mean
+    probability over tiles), frames and slices stay one row each."""
+    labels = list(labels)
+    if not len(encoded):
+        empty = torch.zeros(0, len(labels))
+        return ZeroShotResult(labels, empty, empty, [], encoded.failures)
+    per_row = classify_features(
+        logit_scale, torch.from_numpy(encoded.embeddings), classifier, labels
+    )
+    probs, logits, inputs = [], [], []
+    rows = np.arange(len(encoded))
+    for pos in dict.fromkeys(encoded.input_index.tolist()):
+        sel = rows[encoded.input_index == pos]
+        parts = [encoded.parts[r] for r in sel]
+        if any(p.get("tile") for p in parts):  # a whole slide: mean over its tiles
+            probs.append(per_row.probs[sel].mean(dim=0))
+            logits.append(per_row.logits[sel].mean(dim=0))
+            slide = {
+                **parts[0].get("slide", {}),
+                "tiles": len(sel),
+                "probs": per_row.probs[sel],
+                "coords": [{k: p[k] for k in ("x", "y", "level") if k in p} for p in parts],
+            }
+            inputs.append({"input": names[pos], "index": pos, "slide": slide})
+            continue
+        for r in sel:
+            probs.append(per_row.probs[r])
+            logits.append(per_row.logits[r])
+            entry = {"input": names[pos], "index": pos}
+            if encoded.parts[r]:
+                entry["part"] = dict(encoded.parts[r])
+                entry["describe"] = encoded.describe(int(r))
+            inputs.append(entry)
+    return ZeroShotResult(labels, torch.stack(probs), torch.stack(logits), inputs, encoded.failures)
+
+
+def top_tiles(result: ZeroShotResult, row: int, n: int = 5) -> list[dict[str, Any]]:
+    """The ``n`` tiles of the slide in ``row`` that score highest for the slide's top label, with
+    their level-0 coordinates and each tile's own top label."""
+    slide = result.inputs[row].get("slide")
+    if not slide or n <= 0:
+        return []
+    best = int(result.probs[row].argmax())
+    probs = slide["probs"]
+    order = probs[:, best].argsort(descending=True)[:n].tolist()
+    return [
+        {
+            **slide["coords"][i],
+            "label": result.labels[best],
+            "prob": float(probs[i, best]),
+            "tile_top_label": result.labels[int(probs[i].argmax())],
+        }
+        for i in order
+    ]
 
 
 def zero_shot(
@@ -133,25 +195,35 @@ def zero_shot(
     tokenizer: Tokenizer | None = None,
     preprocess=None,
     batch_size: int = 32,
+    settings: EncoderSettings | None = None,
+    read: ReadOptions | None = None,
 ) -> ZeroShotResult:
     """Classify images among ``labels``; returns probabilities per label (softmax over labels).
 
-    ``images``: paths, PIL images or a preprocessed ``[B, 3, H, W]`` tensor. ``templates``: a set
+    ``images``: paths (any format the imaging reader knows: JPEG/PNG/TIFF, DICOM, NIfTI, whole
+    slides), raw file bytes, PIL images, or a preprocessed ``[B, 3, H, W]`` tensor. A whole slide
+    is cut into tissue tiles and classified by the mean probability over tiles (as ``biomedclip
+    classify`` does); ``read`` sets the window, frames, slices and tiling. ``templates``: a set
     name (``"model-card"`` — the default, ``"paper"``), one template with ``{}``, or a list (an
-    ensemble: the mean of the normalised prompt embeddings per label). ``tokenizer`` and
-    ``preprocess`` default to the ones :func:`biomedclip.load` attached to the model.
+    ensemble: the mean of the normalised prompt embeddings per label). ``settings`` choose
+    precision/backend (default fp32, exact). ``tokenizer`` and ``preprocess`` default to the ones
+    :func:`biomedclip.load` gave the model. Unreadable inputs are listed in ``failures``.
     """
-    tokenizer = tokenizer or getattr(model, "tokenizer", None)
-    preprocess = preprocess or getattr(model, "preprocess", None)
-    if tokenizer is None:
-        raise InputError("no tokenizer: pass tokenizer= or load the model with biomedclip.load")
-    if isinstance(images, (str, Path, Image.Image)):
-        images = [images]
+    settings = settings or EncoderSettings(batch_size=batch_size)
+    if read is not None:
+        settings = dataclasses.replace(settings, read=read)
+    encoder = Encoder(model, preprocess, tokenizer, settings)
     labels = parse_labels(labels)
-    classifier = build_classifier(model, tokenizer, labels, templates)
-    if preprocess is None and not isinstance(images, torch.Tensor):
-        from biomedclip.transforms import eval_transform
-
-        preprocess = eval_transform(model.config.preprocess)
-    feats = encode_images(model, images, preprocess, batch_size)
-    return classify_features(model, feats, classifier, labels)
+    classifier = encoder.classifier(labels, templates)
+    if isinstance(images, torch.Tensor):
+        feats = encoder.encode_pixels(images)
+        return classify_features(encoder.logit_scale, feats, classifier, labels)
+    images = as_list(images)
+    encoded = encoder.encode_images(images)
+    if not len(encoded) and encoded.failures:
+        first = encoded.failures[0].error
+        if len(images) == 1:
+            raise ImageError(first)
+        raise ImageError(f"none of the {len(images)} images could be read (first: {first})")
+    names = [_input_name(im, i) for i, im in enumerate(images)]
+    return classify_encoded(encoded, classifier, labels, encoder.logit_scale, names)

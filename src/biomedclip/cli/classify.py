@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from biomedclip.cli.common import add_json_flag, add_model_args, console, print_json, report_error
-from biomedclip.imaging.cli_args import add_image_args, options_from_args
+from biomedclip.cli.image_args import add_image_args
 
 HELP = "zero-shot classify images among labels (the model card's widget in a terminal)"
 DESCRIPTION = """\
@@ -63,9 +63,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--top-k", type=int, default=5, help="labels shown per image (default: 5)")
     p.add_argument(
-        "--batch-size", type=int, default=32, help="images per forward pass (default: 32)"
-    )
-    p.add_argument(
         "--top-tiles",
         type=int,
         default=5,
@@ -74,64 +71,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_image_args(p, slides=True)
     add_json_flag(p)
-    add_model_args(p)
+    add_model_args(p, batch_size=32)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from biomedclip.cli.common import load_from_args
-    from biomedclip.errors import ImageError
-    from biomedclip.imaging import read_image
-    from biomedclip.zeroshot import build_classifier, classify_features, parse_labels
+    from biomedclip.cli.common import encoder_from_args, load_from_args
+    from biomedclip.zeroshot import classify_encoded, parse_labels
 
     labels = parse_labels(args.labels)  # refuse bad labels before loading the model
     if args.top_k < 1 or args.top_tiles < 0:
         report_error("--top-k must be >= 1 and --top-tiles >= 0")
         return 2
-    options = options_from_args(args, mode=None)  # 8-bit modes as stored: reference parity
     model, preprocess, tokenizer = load_from_args(args)
-    templates = args.template or args.templates
-    classifier = build_classifier(model, tokenizer, labels, templates)
-
-    def probs_of(tensors: list[torch.Tensor]) -> torch.Tensor:
-        pixels = torch.stack(tensors).to(model.device, model.dtype)
-        with torch.inference_mode():
-            feats = model.encode_image(pixels)
-        return classify_features(model, feats, classifier, labels).probs
-
-    results: list[dict] = []
-    failures: list[dict] = []
-    pending: list[tuple[str, torch.Tensor]] = []
-
-    def flush() -> None:
-        if not pending:
-            return
-        probs = probs_of([t for _, t in pending])
-        for (name, _), row in zip(pending, probs):
-            results.append({"image": name, "top": _top(row, labels, args.top_k)})
-        pending.clear()
-
-    for path in args.images:
-        try:
-            record = read_image(path, options)
-            if record.metadata.get("format") == "wsi":
-                flush()  # keep the output in input order
-                results.append(_classify_slide(path, record, preprocess, probs_of, labels, args))
-                continue
-            tensors = [preprocess(im) for im in record.images]
-        except ImageError as e:
-            failures.append({"image": path, "error": str(e)})
-            report_error(str(e))
-            continue
-        for i, tensor in enumerate(tensors):
-            what = record.describe(i)
-            pending.append((f"{path} [{what}]" if what else path, tensor))
-            if len(pending) >= args.batch_size:
-                flush()
-    flush()
-
+    encoder = encoder_from_args(args, model, preprocess, tokenizer)
+    encoder.progress = not args.json and len(args.images) > 1
+    classifier = encoder.classifier(labels, args.template or args.templates)
+    encoded = encoder.encode_images(args.images)
+    result = classify_encoded(encoded, classifier, labels, encoder.logit_scale, args.images)
+    results = [_row(result, r, args) for r in range(len(result.probs))]
+    failures = [{"image": f.path, "error": f.error} for f in result.failures]
+    for f in result.failures:
+        report_error(f.error)
     if args.json:
         print_json({"labels": labels, "results": results, "errors": failures})
     else:
@@ -144,51 +105,32 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _top(row, labels: list[str], k: int) -> list[dict]:
-    vals, idx = row.topk(min(k, len(labels)))
-    return [{"label": labels[j], "prob": float(v)} for v, j in zip(vals.tolist(), idx.tolist())]
+def _row(result, r: int, args: argparse.Namespace) -> dict:
+    """One output row: an image, a frame/slice of one, or a whole slide (mean over tiles)."""
+    from biomedclip.zeroshot import top_tiles
 
-
-def _classify_slide(path, record, preprocess, probs_of, labels, args) -> dict:
-    """Mean probability over a slide's tiles, and the tiles that score highest for the top label."""
-    import torch
-    from rich.progress import Progress
-
-    from biomedclip.cli.common import err_console
-
-    items = record.metadata["items"]
-    chunks = []
-    with Progress(console=err_console(), transient=True, disable=args.json) as progress:
-        task = progress.add_task(f"tiles of {path}", total=len(record.images))
-        for start in range(0, len(record.images), args.batch_size):
-            batch = record.images[start : start + args.batch_size]
-            chunks.append(probs_of([preprocess(im) for im in batch]))
-            progress.advance(task, len(batch))
-    probs = torch.cat(chunks)
-    mean = probs.mean(dim=0)
-    best = int(mean.argmax())
-    order = probs[:, best].argsort(descending=True)[: args.top_tiles].tolist()
-    meta = record.metadata
+    entry = result.inputs[r]
+    k = min(args.top_k, len(result.labels))
+    vals, idx = result.probs[r].topk(k)
+    top = [
+        {"label": result.labels[j], "prob": float(v)} for v, j in zip(vals.tolist(), idx.tolist())
+    ]
+    slide = entry.get("slide")
+    if slide is None:
+        name = entry["input"]
+        if entry.get("describe"):
+            name = f"{name} [{entry['describe']}]"
+        return {"image": name, "top": top}
     return {
-        "image": path,
+        "image": entry["input"],
         "slide": True,
-        "tiles": len(items),
-        "tissue_tiles": meta.get("tissue_tiles"),
-        "level": meta.get("level"),
-        "magnification": meta.get("magnification"),
-        "tile_size": meta.get("tile_size"),
-        "top": _top(mean, labels, args.top_k),
-        "top_tiles": [
-            {
-                "x": items[i]["x"],
-                "y": items[i]["y"],
-                "level": items[i]["level"],
-                "label": labels[best],
-                "prob": float(probs[i, best]),
-                "tile_top_label": labels[int(probs[i].argmax())],
-            }
-            for i in order
-        ],
+        "tiles": slide["tiles"],
+        "tissue_tiles": slide.get("tissue_tiles"),
+        "level": slide.get("level"),
+        "magnification": slide.get("magnification"),
+        "tile_size": slide.get("tile_size"),
+        "top": top,
+        "top_tiles": top_tiles(result, r, args.top_tiles),
     }
 
 

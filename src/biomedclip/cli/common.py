@@ -9,9 +9,24 @@ from typing import Any
 
 from biomedclip.config import DEFAULT_MODEL
 
+PRECISIONS = ("fp32", "bf16", "fp16")  # as biomedclip.embedding.encoder (kept import-light)
+BACKENDS = ("torch", "onnx-int8")
 
-def add_model_args(parser: argparse.ArgumentParser) -> None:
-    """``--model``, ``--device``, ``--dtype``, ``--cache-dir``: how to get the model."""
+
+def _add_once(group, *flags: str, **kwargs) -> None:
+    """Add an option unless the command already defines it (its own default wins)."""
+    known = group._option_string_actions  # shared by a parser and its groups
+    if not any(f in known for f in flags):
+        group.add_argument(*flags, **kwargs)
+
+
+def add_model_args(parser: argparse.ArgumentParser, batch_size: int = 64) -> None:
+    """How to get and run the model, the same in every command.
+
+    ``--model --device --cache-dir``, and the encoding engine's options: ``--precision`` (fp32
+    exact; bf16/fp16 autocast, weights stay fp32), ``--backend``, ``--batch-size``,
+    ``--text-batch-size``, ``--workers``, ``--compile``.
+    """
     g = parser.add_argument_group("model")
     g.add_argument(
         "--model",
@@ -22,23 +37,80 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps (default: cpu)"
     )
-    g.add_argument(
-        "--dtype",
-        default="fp32",
-        choices=["fp32", "bf16", "fp16"],
-        help="weights/compute precision (default: fp32, exact)",
-    )
     g.add_argument("--cache-dir", default=None, help="hub cache directory (default: HF's cache)")
+    s = parser.add_argument_group("speed (the encoding engine; the same in every command)")
+    _add_once(
+        s,
+        "--precision",
+        "--dtype",
+        dest="precision",
+        default="fp32",
+        choices=list(PRECISIONS),
+        help="fp32 (default, exact), or bf16 / fp16 under autocast with fp32 weights: bf16 on "
+        "CPUs with AVX512-BF16/AMX and on GPUs, fp16 on CUDA (cosine >= 0.999 to fp32). "
+        "--dtype is the same option",
+    )
+    _add_once(
+        s,
+        "--backend",
+        choices=list(BACKENDS),
+        default="torch",
+        help="torch (default) or onnx-int8: the image tower through ONNX Runtime with int8 "
+        "weights, the fastest CPU path (exported once per model and cached)",
+    )
+    _add_once(
+        s,
+        "--batch-size",
+        type=int,
+        default=batch_size,
+        help=f"images per forward pass (default: {batch_size})",
+    )
+    _add_once(
+        s,
+        "--text-batch-size",
+        type=int,
+        default=256,
+        help="texts per forward pass, after sorting by length (default: 256)",
+    )
+    _add_once(
+        s,
+        "--workers",
+        type=int,
+        default=None,
+        help="image decoding processes (default: cores - 1, at most 8; none on <= 2 cores)",
+    )
+    _add_once(s, "--compile", action="store_true", help="torch.compile the towers (GPU)")
 
 
 def load_from_args(args: argparse.Namespace):
-    """``(model, preprocess, tokenizer)`` for the model options of ``args``."""
+    """``(model, preprocess, tokenizer)`` for the model options of ``args``; weights in fp32
+    (``--precision`` is applied by the encoder, as autocast)."""
     from biomedclip.factory import load
 
-    model, preprocess, tokenizer = load(
-        args.model, device=args.device, dtype=args.dtype, cache_dir=args.cache_dir
+    return load(args.model, device=args.device, cache_dir=args.cache_dir)
+
+
+def settings_from_args(args: argparse.Namespace, max_tiles: int | None = None):
+    """:class:`~biomedclip.embedding.EncoderSettings` from the model, speed and image options."""
+    from biomedclip.cli.image_args import read_options_from_args
+    from biomedclip.embedding.encoder import EncoderSettings
+
+    return EncoderSettings(
+        precision=getattr(args, "precision", "fp32"),
+        compile=getattr(args, "compile", False),
+        backend=getattr(args, "backend", "torch"),
+        batch_size=getattr(args, "batch_size", 64),
+        text_batch_size=getattr(args, "text_batch_size", 256),
+        num_workers=getattr(args, "workers", None),
+        read=read_options_from_args(args, max_tiles=max_tiles),
     )
-    return model, preprocess, tokenizer
+
+
+def encoder_from_args(args: argparse.Namespace, model, preprocess=None, tokenizer=None):
+    """The :class:`~biomedclip.embedding.Encoder` that a command's options describe."""
+    from biomedclip.embedding.encoder import Encoder
+
+    return Encoder(model, preprocess, tokenizer, settings_from_args(args))
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from biomedclip.cli.common import add_json_flag, add_model_args, console, print_json, report_error
+from biomedclip.cli.image_args import add_image_args
 
 HELP = "embed images or texts (files, folders, CSV/Parquet, text files, WebDataset shards)"
 DESCRIPTION = """\
@@ -22,16 +23,19 @@ Or give texts with --text.
 (no --out)       a summary table, or all embeddings with --json
 
 Images are decoded by DataLoader worker processes while the model runs; texts are sorted by length
-and padded only to the longest in each batch. --dtype fp32 is exact; bf16 runs under autocast
+and padded only to the longest in each batch. --precision fp32 is exact; bf16 runs under autocast
 (fast on CPUs with AVX512-BF16/AMX and on GPUs; cosine >= 0.999 to fp32); --backend onnx-int8
 is the fastest CPU path for images (ONNX Runtime, int8 weights; exported once per model and cached
-under ~/.cache/biomedclip/onnx or $BIOMEDCLIP_CACHE). Unreadable inputs are
+under ~/.cache/biomedclip/onnx or $BIOMEDCLIP_CACHE). DICOM, NIfTI and whole slides are read with
+the medical-image options below (as in `biomedclip classify`). Unreadable inputs are
 listed (errors.jsonl for datasets) and the run goes on; the exit code is 1 when any input failed.
 
 examples:
   biomedclip embed a.jpg b.png --out emb.npy
   biomedclip embed --text "chest x-ray" --text "brain mri" --out t.json
-  biomedclip embed ../shared/data/slake/imgs --out slake_emb/ --dtype bf16
+  biomedclip embed ../shared/data/slake/imgs --out slake_emb/ --precision bf16
+  biomedclip embed ct_series/ --window lung --out ct_emb/
+  biomedclip embed slide.svs --magnification 10 --parts each --out tiles.json
   biomedclip embed pairs.csv --modality both --out pairs_emb/
   biomedclip embed "pmc-{000000..000009}.tar" --modality both --out pmc_emb/ --engine ray
 """
@@ -66,28 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="what to embed: auto = images if the input has them, else texts "
         "(both: images and their captions)",
     )
-    g = p.add_argument_group("speed")
-    g.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
-    g.add_argument(
-        "--text-batch-size",
-        type=int,
-        default=256,
-        help="texts per batch, after sorting by length (default: 256)",
-    )
-    g.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="image decoding processes (default: cores - 1, at most 8; none on <= 2 cores)",
-    )
-    g.add_argument("--compile", action="store_true", help="torch.compile the towers (GPU)")
-    g.add_argument(
-        "--backend",
-        choices=["torch", "onnx-int8"],
-        default="torch",
-        help="torch (default; exact at fp32) or onnx-int8: the image tower through ONNX Runtime "
-        "with int8 weights, the fastest CPU path (exported once and cached; texts use --dtype)",
-    )
+    g = p.add_argument_group("engine")
     g.add_argument(
         "--engine",
         choices=["local", "ray"],
@@ -135,12 +118,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="folder that relative paths in a table are relative to (default: the table's folder)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--parts",
+        choices=["mean", "each"],
+        default="mean",
+        help="multi-image inputs (DICOM frames with --frames all, NIfTI --slices N, whole-slide "
+        "tiles): one row per input with the mean embedding (default), or one row per image "
+        "with ids like ID#frame=5, ID#axial=40, ID#tile=x224,y0,l0",
+    )
+    add_image_args(p, slides=True)
     add_json_flag(p)
     add_model_args(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from biomedclip.cli.common import settings_from_args
     from biomedclip.embedding import EmbedConfig, embed_source, embed_to_dataset, sources
     from biomedclip.embedding.engine import modalities_for
     from biomedclip.errors import InputError
@@ -150,13 +143,9 @@ def run(args: argparse.Namespace) -> int:
         args.inputs, args.text, args.path_column, args.caption_column, args.id_column, args.root
     )
     cfg = EmbedConfig(
-        batch_size=args.batch_size,
-        text_batch_size=args.text_batch_size,
-        num_workers=args.workers,
-        precision=args.dtype,
-        compile=args.compile,
-        backend=args.backend,
+        **vars(settings_from_args(args)),
         storage_dtype=args.storage_dtype,
+        parts=args.parts,
         modality=args.modality,
         rows_per_part=args.rows_per_part,
         progress=not args.no_progress,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from biomedclip.cli.common import add_json_flag, console, print_json
-from biomedclip.imaging.cli_args import add_image_args, options_from_args
+from biomedclip.cli.image_args import add_image_args, read_options_from_args
 
 HELP = "write a preview PNG of what the model sees (windowing, resize, centre crop)"
 DESCRIPTION = """\
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     from biomedclip.imaging import read_image
     from biomedclip.io_utils import atomic_open
 
-    options = options_from_args(args, mode=None)
+    options = read_options_from_args(args, mode=None)
     cfg = _preprocess_config(args)
     record = read_image(args.file, options)
     views = record.images if args.no_crop else [model_view(im, cfg) for im in record.images]

@@ -2,15 +2,18 @@
 
 Python API::
 
-    from biomedclip.embedding import EmbedConfig, embed_images, embed_texts, embed_to_dataset
+    from biomedclip.embedding import Encoder, EncoderSettings, EmbedConfig, embed_to_dataset
     from biomedclip.embedding import sources, read_embeddings
-    res = embed_images(model, preprocess, ["a.jpg", "b.png"])        # res.ids, res.embeddings
+    enc = Encoder(model, settings=EncoderSettings(precision="bf16"))  # the one encoding engine
+    r = enc.encode_images(["a.jpg", "b.dcm"])     # r.ids, r.embeddings, r.parts, r.failures
+    t = enc.encode_texts(["chest X-ray", "brain MRI"])
     embed_to_dataset(model, preprocess, tok, sources.image_folder("imgs/"), "emb/")
     ids, vectors, table = read_embeddings("emb/")
 """
 
 from biomedclip.embedding import sources
 from biomedclip.embedding.batching import Failure
+from biomedclip.embedding.encoded import Encoded
 from biomedclip.embedding.encoder import Encoder, EncoderSettings
 from biomedclip.embedding.engine import (
     EmbedConfig,
@@ -28,6 +31,7 @@ __all__ = [
     "EmbedConfig",
     "EmbedResult",
     "EmbedStats",
+    "Encoded",
     "Encoder",
     "EncoderSettings",
     "Failure",

@@ -11,8 +11,8 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from biomedclip.embedding.sources import Item, Source
 from biomedclip.errors import BiomedCLIPError, ImageError, InputError
-from biomedclip.imaging import load_image
-from biomedclip.imaging.reader import DEFAULT_MAX_PIXELS
+from biomedclip.imaging import read_image
+from biomedclip.imaging.options import ReadOptions
 from biomedclip.tokenizer import Tokenizer
 
 
@@ -31,12 +31,20 @@ class Failure:
 
 @dataclass
 class ImageBatch:
-    """Decoded, preprocessed images of one batch; ``failures`` are the items that did not decode."""
+    """Decoded, preprocessed images of one batch of items.
+
+    ``pixels`` holds every image of the batch's ``items``: one for a plain file, several for a
+    multi-frame DICOM, a NIfTI volume's slices or a whole slide's tiles (never split between
+    batches). ``owners[r]`` is the index in ``items`` of image ``r`` and ``parts[r]`` what it is.
+    ``failures`` are the items that did not decode.
+    """
 
     items: list[Item]
     pixels: torch.Tensor | None
     failures: list[Failure] = field(default_factory=list)
     failed_items: list[Item] = field(default_factory=list)  # their captions may still be embedded
+    owners: list[int] = field(default_factory=list)
+    parts: list[dict] = field(default_factory=list)
 
 
 def batched(iterable: Iterable, n: int) -> Iterator[list]:
@@ -45,20 +53,47 @@ def batched(iterable: Iterable, n: int) -> Iterator[list]:
         yield chunk
 
 
-def decode_image(item: Item, preprocess: Callable, max_pixels: int | None) -> torch.Tensor:
-    """Decode an item's file or bytes with :func:`load_image` and preprocess it (exactly as the
-    reference: 8-bit modes are converted to RGB by the transform after resize and crop)."""
+SLIDE_KEYS = ("level", "magnification", "tile_size", "tissue_tiles", "sampled", "downsample")
+
+
+def decode_item(
+    item: Item, preprocess: Callable, options: ReadOptions
+) -> list[tuple[torch.Tensor, dict]]:
+    """Preprocessed images of one item with what each one is (``{}`` for a single image).
+
+    Files and bytes go through :func:`~biomedclip.imaging.read_image` with ``options`` (DICOM
+    window and frames, NIfTI slices, whole-slide tiles); an in-memory PIL image is used as is.
+    8-bit images are kept as stored so that the preprocess converts after resize and crop, as the
+    reference does.
+    """
+    if item.image is not None:
+        return [(preprocess(item.image), {})]
     if item.data is None and item.path is None:
         raise ImageError("no image for this item", item.id)
     try:
-        image = load_image(
-            item.data if item.data is not None else item.path, mode=None, max_pixels=max_pixels
-        )
+        record = read_image(item.data if item.data is not None else item.path, options)
     except ImageError as e:
-        if item.data is not None:  # bytes from a shard: name the member, not "<bytes>"
+        if item.data is not None and item.path:  # bytes: name the member, not "<bytes>"
             raise type(e)(str(e).removeprefix("<bytes>: "), item.path) from e
         raise
-    return preprocess(image)
+    if not record.images:
+        raise ImageError("no image in this input (no tissue tiles, frames or slices)", item.path)
+    meta = record.metadata
+    multi = len(record.images) > 1 or meta.get("format") == "wsi"
+    slide = {k: meta[k] for k in SLIDE_KEYS if k in meta} if meta.get("format") == "wsi" else None
+    out = []
+    for i, im in enumerate(record.images):
+        part = dict(record.item(i)) if multi else {}
+        if slide is not None and part.get("tile"):
+            part["slide"] = slide  # the slide's tiling, shared by its tiles
+        out.append((preprocess(im), part))
+    return out
+
+
+def decode_image(item: Item, preprocess: Callable, max_pixels: int | None) -> torch.Tensor:
+    """One preprocessed image of an item (the first image of a multi-image input)."""
+    options = ReadOptions(mode=None, max_pixels=max_pixels, wsi="thumbnail")
+    return decode_item(item, preprocess, options)[0][0]
 
 
 class ImageBatchStream(IterableDataset):
@@ -71,11 +106,12 @@ class ImageBatchStream(IterableDataset):
         preprocess: Callable,
         batch_size: int,
         skip: frozenset[str] = frozenset(),
-        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        options: ReadOptions | None = None,
     ):
         super().__init__()
         self.source, self.preprocess, self.batch_size = source, preprocess, batch_size
-        self.skip, self.max_pixels = skip, max_pixels
+        self.skip = skip
+        self.options = options or ReadOptions(mode=None)
 
     def _pending(self, items: Iterable[Item]) -> Iterator[Item]:
         return (it for it in items if it.id not in self.skip)
@@ -87,23 +123,24 @@ class ImageBatchStream(IterableDataset):
         if shards is None:
             for k, chunk in enumerate(batched(self._pending(self.source.items()), self.batch_size)):
                 if k % nw == wid:
-                    yield self._decode(chunk)
+                    yield self.decode(chunk)
             return
         for shard in shards[wid::nw]:
             try:
                 for chunk in batched(
                     self._pending(self.source.shard_items(shard)), self.batch_size
                 ):
-                    yield self._decode(chunk)
+                    yield self.decode(chunk)
             except InputError as e:  # an unreadable shard must not stop the others
                 yield ImageBatch([], None, [Failure(str(shard), str(shard), "image", str(e))])
 
-    def _decode(self, chunk: list[Item]) -> ImageBatch:
+    def decode(self, chunk: list[Item]) -> ImageBatch:
+        """Decode a chunk of items; a bad item becomes a failure, never the batch's end."""
         good, tensors, failures, failed_items = [], [], [], []
+        owners, parts = [], []
         for item in chunk:
             try:
-                tensors.append(decode_image(item, self.preprocess, self.max_pixels))
-                good.append(item)
+                decoded = decode_item(item, self.preprocess, self.options)
             except BiomedCLIPError as e:
                 failures.append(Failure(item.id, item.path, "image", str(e)))
                 failed_items.append(item)
@@ -112,9 +149,16 @@ class ImageBatchStream(IterableDataset):
                     Failure(item.id, item.path, "image", f"{item.path}: {type(e).__name__}: {e}")
                 )
                 failed_items.append(item)
+            else:
+                for tensor, part in decoded:
+                    tensors.append(tensor)
+                    owners.append(len(good))
+                    parts.append(part)
+                good.append(item)
             item.data = None  # do not ship image bytes back to the main process
+            item.image = None
         pixels = torch.stack(tensors) if tensors else None
-        return ImageBatch(good, pixels, failures, failed_items)
+        return ImageBatch(good, pixels, failures, failed_items, owners, parts)
 
 
 def identity_collate(batch):

@@ -1,27 +1,45 @@
-"""Running the towers at a chosen precision: fp32 (exact) or the bf16/fp16 fast paths.
+"""The one encoding engine: every image and text that goes through the model for inference does so
+through an :class:`Encoder` (zero-shot, classify, embed, search, evaluation, the service).
 
-``fp32`` is bit-for-bit the model's own forward pass. ``bf16`` runs under autocast (matmuls and
-attention in bfloat16, norms and softmax in fp32) on CPUs with native bf16 and on GPUs; ``fp16``
-is the same on CUDA. ``backend="onnx-int8"`` runs the image tower through ONNX Runtime with int8
-dynamic-quantised weights (CPU; see :mod:`.onnx_backend`); texts then still use ``precision``.
-Embeddings always come back as L2-normalised float32 numpy arrays.
+Precision means the same everywhere: ``fp32`` is bit-for-bit the model's own forward pass;
+``bf16`` / ``fp16`` run under autocast (weights stay fp32; matmuls and attention in half precision,
+norms and softmax in fp32) — bf16 on CPUs with native bf16 and on GPUs, fp16 on CUDA.
+``backend="onnx-int8"`` runs the image tower through ONNX Runtime with int8 dynamic-quantised
+weights (CPU; see :mod:`.onnx_backend`); texts then still use ``precision``. Embeddings always come
+back L2-normalised in float32.
+
+Low level: :meth:`Encoder.encode_pixels` / :meth:`Encoder.encode_tokens` (tensors in, tensors out).
+High level: :meth:`Encoder.encode_images` / :meth:`Encoder.encode_texts` (paths, PIL images, bytes
+or strings in, :class:`~biomedclip.embedding.encoded.Encoded` out) run the same local engine as
+``biomedclip embed`` (:func:`biomedclip.embedding.engine.run_local`): decoding through the imaging
+reader with :class:`~biomedclip.imaging.ReadOptions`, length-bucketed text batches, one bad input
+reported without losing the others.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from biomedclip.errors import ConfigError
+from biomedclip.errors import ConfigError, InputError
+from biomedclip.imaging.options import ReadOptions
+
+if TYPE_CHECKING:
+    from biomedclip.embedding.encoded import Encoded
+    from biomedclip.model import BiomedCLIP
+    from biomedclip.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "bf16", "fp16")
 BACKENDS = ("torch", "onnx-int8")
+DEFAULT_MAX_TILES = 256  # whole slides: tissue tiles sampled per slide
 
 
 def cpu_has_native_bf16() -> bool:
@@ -37,30 +55,95 @@ def cpu_has_native_bf16() -> bool:
     return False
 
 
+def default_read_options() -> ReadOptions:
+    """8-bit images as stored (the reference's preprocessing converts after resize and crop);
+    whole slides as up to :data:`DEFAULT_MAX_TILES` tissue tiles."""
+    return ReadOptions(mode=None, max_tiles=DEFAULT_MAX_TILES)
+
+
 @dataclass
 class EncoderSettings:
+    """How the model runs (see ``--precision``, ``--backend``, ``--batch-size`` in the CLI).
+
+    ``num_workers``: image-decoding processes (``None``: one per core beyond the model's, at most
+    8; none on 2 cores or fewer). ``read``: how files become images (DICOM window, frames, NIfTI
+    slices, whole-slide tiling, pixel limit). ``token_budget``: at most this many padded tokens per
+    text batch.
+    """
+
     precision: str = "fp32"
     compile: bool = False
     backend: str = "torch"
+    batch_size: int = 64
+    text_batch_size: int = 256
+    token_budget: int | None = None
+    num_workers: int | None = None
+    read: ReadOptions = field(default_factory=default_read_options)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend {self.backend!r}: use one of {', '.join(BACKENDS)}")
+        if self.batch_size < 1 or self.text_batch_size < 1:
+            raise ConfigError("batch sizes must be >= 1")
 
     @property
     def label(self) -> str:
-        """What the manifest records: runs with different labels must not share a dataset."""
+        """What a manifest records: runs with different labels must not share a dataset."""
         return self.precision if self.backend == "torch" else f"{self.backend}+{self.precision}"
+
+    @property
+    def max_pixels(self) -> int | None:
+        return self.read.max_pixels
+
+    def workers(self) -> int:
+        """Decoding processes: one per core beyond the model's, at most 8. On 2 cores or fewer
+        decoding stays in the main process: a worker would preempt the model's threads."""
+        if self.num_workers is not None:
+            return max(0, self.num_workers)
+        cores = os.cpu_count() or 1
+        return 0 if cores <= 2 else min(8, cores - 1)
+
+    def encoder_settings(self) -> EncoderSettings:
+        """The plain :class:`EncoderSettings` part (a subclass adds job options)."""
+        return EncoderSettings(
+            self.precision,
+            self.compile,
+            self.backend,
+            self.batch_size,
+            self.text_batch_size,
+            self.token_budget,
+            self.num_workers,
+            self.read,
+        )
 
 
 class Encoder:
-    """Wraps a loaded fp32 model: ``encode_images(pixels)``, ``encode_texts(ids, mask)``."""
+    """A loaded model with its preprocess, tokenizer and settings: the only way to encode.
 
-    def __init__(self, model: torch.nn.Module, settings: EncoderSettings | None = None):
+    ``preprocess`` and ``tokenizer`` default to the ones :func:`biomedclip.load` gave the model
+    (``model.preprocess`` / ``model.tokenizer``); the preprocess falls back to the model's eval
+    transform. The model must be in fp32 for ``bf16``/``fp16`` (autocast).
+    """
+
+    def __init__(
+        self,
+        model: BiomedCLIP,
+        preprocess: Callable | None = None,
+        tokenizer: Tokenizer | None = None,
+        settings: EncoderSettings | None = None,
+        progress: bool = False,
+    ):
         self.settings = settings or EncoderSettings()
         self.model = model.eval()
+        self.preprocess = preprocess or getattr(model, "preprocess", None)
+        if self.preprocess is None:
+            from biomedclip.transforms import eval_transform
+
+            self.preprocess = eval_transform(model.config.preprocess)
+        self.tokenizer = tokenizer or getattr(model, "tokenizer", None)
+        self.progress = progress
         self.device = next(model.parameters()).device
         p = self.settings.precision
         if p == "fp16" and self.device.type != "cuda":
@@ -70,7 +153,7 @@ class Encoder:
                 "this CPU has no native bf16: bf16 autocast will likely be slower than fp32"
             )
         if p != "fp32" and next(model.parameters()).dtype != torch.float32:
-            raise ConfigError("load the model in fp32; the fast path uses autocast")
+            raise ConfigError("load the model in fp32; --precision bf16/fp16 uses autocast")
         self._image_fn = model.encode_image
         self._text_fn = model.encode_text
         if self.settings.compile:
@@ -85,7 +168,19 @@ class Encoder:
             self._image_fn = image_encoder_for(model)
             self._image_autocast = False
 
-    def _autocast(self):
+    # ---- identity --------------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.embed_dim)
+
+    @property
+    def logit_scale(self) -> float:
+        """``exp(logit_scale)``: the temperature of image-text logits."""
+        return float(self.model.logit_scale.detach().float().exp())
+
+    # ---- low level: tensors -------------------------------------------------------------------------
+    def autocast(self):
+        """The autocast context of ``precision`` (a no-op for fp32)."""
         p = self.settings.precision
         if p == "fp32":
             return contextlib.nullcontext()
@@ -93,24 +188,89 @@ class Encoder:
         return torch.autocast(self.device.type, dtype=dtype)
 
     @torch.inference_mode()
-    def encode_images_tensor(self, pixels: torch.Tensor) -> torch.Tensor:
-        pixels = pixels.to(self.device, non_blocking=True)
-        with self._autocast() if self._image_autocast else contextlib.nullcontext():
-            feats = self._image_fn(pixels)
-        return F.normalize(feats.float(), dim=-1)
+    def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Unit image embeddings ``[B, D]`` (float32, on the model's device) of preprocessed
+        ``[B, 3, H, W]`` pixels, in forward passes of at most ``batch_size`` images."""
+        step = self.settings.batch_size
+        out = []
+        for start in range(0, len(pixels), step):
+            chunk = pixels[start : start + step].to(self.device, non_blocking=True)
+            if self.model.dtype != torch.float32 and self._image_autocast:
+                chunk = chunk.to(self.model.dtype)  # a model cast by load(dtype=...)
+            ctx = self.autocast() if self._image_autocast else contextlib.nullcontext()
+            with ctx:
+                feats = self._image_fn(chunk)
+            out.append(F.normalize(feats.float(), dim=-1))
+        if not out:
+            return torch.zeros(0, self.dim, device=self.device)
+        return torch.cat(out)
 
     @torch.inference_mode()
-    def encode_texts_tensor(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
-    ) -> torch.Tensor:
+    def encode_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Unit text embeddings ``[B, D]`` (float32) of one token batch."""
         input_ids = input_ids.to(self.device, non_blocking=True)
         attention_mask = attention_mask.to(self.device, non_blocking=True)
-        with self._autocast():
+        with self.autocast():
             feats = self._text_fn(input_ids, attention_mask)
         return F.normalize(feats.float(), dim=-1)
 
-    def encode_images(self, pixels: torch.Tensor) -> np.ndarray:
-        return self.encode_images_tensor(pixels).cpu().numpy()
+    # ---- high level: inputs -------------------------------------------------------------------------
+    def _require_tokenizer(self) -> Tokenizer:
+        if self.tokenizer is None:
+            raise InputError("no tokenizer: pass tokenizer= or load the model with biomedclip.load")
+        return self.tokenizer
 
-    def encode_texts(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> np.ndarray:
-        return self.encode_texts_tensor(input_ids, attention_mask).cpu().numpy()
+    def encode_images(
+        self, images: Sequence[str | os.PathLike | bytes | Any], ids: Sequence[str] | None = None
+    ) -> Encoded:
+        """Embed image inputs (paths, raw file bytes or PIL images), in order.
+
+        Multi-image inputs (DICOM frames, NIfTI slices, whole-slide tiles, as ``settings.read``
+        says) give one row per image; unreadable inputs are in ``failures``.
+        """
+        from biomedclip.embedding.inputs import image_items
+
+        return self.encode_source(image_items(images, ids), "image")
+
+    def encode_texts(self, texts: Sequence[str], ids: Sequence[str] | None = None) -> Encoded:
+        """Embed texts in order, in length-bucketed batches; empty texts are in ``failures``."""
+        from biomedclip.embedding.inputs import text_items
+
+        self._require_tokenizer()
+        return self.encode_source(text_items(texts, ids), "text")
+
+    def encode_source(self, source, modality: str) -> Encoded:
+        """Embed one modality of an :class:`~biomedclip.embedding.sources.Source` in memory."""
+        from biomedclip.embedding.encoded import EncodedSink
+        from biomedclip.embedding.engine import run_local
+
+        if modality == "text":
+            self._require_tokenizer()
+        sink = EncodedSink(source, self.dim)
+        stats = run_local(self, source, modality, sink, progress=self.progress)
+        return sink.result(modality, stats.truncated_texts)
+
+    @torch.inference_mode()
+    def classifier(
+        self, labels: str | Sequence[str], templates: str | Sequence[str] | None = None
+    ) -> torch.Tensor:
+        """Zero-shot class weights ``[C, D]``: per label, the mean of its normalised prompt
+        embeddings, renormalised (a template-set name, one template with ``{}``, or a list)."""
+        from biomedclip.zeroshot import parse_labels, resolve_templates
+
+        labels = parse_labels(labels)
+        temps = resolve_templates(templates)
+        prompts = [t.format(label) for label in labels for t in temps]
+        batch = self._require_tokenizer()(prompts, warn=False)
+        emb = self.encode_tokens(batch.input_ids, batch.attention_mask)
+        emb = emb.reshape(len(labels), len(temps), -1).mean(dim=1)
+        return F.normalize(emb, dim=-1)
+
+    # ---- compatibility with the earlier numpy API ------------------------------------------------------
+    def encode_images_tensor(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.encode_pixels(pixels)
+
+    def encode_texts_tensor(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        return self.encode_tokens(input_ids, attention_mask)

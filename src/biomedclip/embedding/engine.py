@@ -4,15 +4,14 @@ bucketed by length, results streamed into a sink (a Parquet dataset or memory)."
 from __future__ import annotations
 
 import logging
-import os
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader
 
 from biomedclip.embedding.batching import (
@@ -25,46 +24,38 @@ from biomedclip.embedding.encoder import Encoder, EncoderSettings
 from biomedclip.embedding.sources import Item, Source
 from biomedclip.embedding.store import STORAGE_DTYPES, DatasetInfo, EmbeddingWriter
 from biomedclip.errors import ConfigError
-from biomedclip.imaging.reader import DEFAULT_MAX_PIXELS
 
 log = logging.getLogger(__name__)
 MODALITIES = ("auto", "image", "text", "both")
 
 
-@dataclass
-class EmbedConfig:
-    """How to run an embedding job (see ``biomedclip embed --help``)."""
+PART_MODES = ("mean", "each")
 
-    batch_size: int = 64
-    text_batch_size: int = 256
-    token_budget: int | None = None
-    num_workers: int | None = None  # None: see workers()
-    precision: str = "fp32"
-    compile: bool = False
-    backend: str = "torch"  # or onnx-int8: the CPU int8 image fast path
+
+@dataclass
+class EmbedConfig(EncoderSettings):
+    """An embedding job: how the model runs (:class:`EncoderSettings`) plus what is written.
+
+    ``parts``: multi-image inputs (DICOM frames, NIfTI slices, slide tiles) give one row each
+    (``each``, ids ``ID#frame=5``, ``ID#axial=40``, ``ID#tile=x224,y0``) or one row per input with
+    the renormalised mean of their embeddings (``mean``, the default).
+    """
+
     storage_dtype: str = "float32"
     modality: str = "auto"
     rows_per_part: int = 50_000  # rows per compacted part file
-    max_pixels: int | None = DEFAULT_MAX_PIXELS
     progress: bool = True
     text_chunk: int = 16384
+    parts: str = "mean"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.modality not in MODALITIES:
             raise ConfigError(f"modality {self.modality!r}: use one of {', '.join(MODALITIES)}")
         if self.storage_dtype not in STORAGE_DTYPES:
             raise ConfigError(f"storage dtype {self.storage_dtype!r}: use float32 or float16")
-        if self.batch_size < 1 or self.text_batch_size < 1:
-            raise ConfigError("batch sizes must be >= 1")
-        EncoderSettings(self.precision, backend=self.backend)  # validates
-
-    def workers(self) -> int:
-        """Decoding processes: one per core beyond the model's, at most 8. On 2 cores or fewer
-        decoding stays inline: a worker would preempt the model's threads more than it saves."""
-        if self.num_workers is not None:
-            return max(0, self.num_workers)
-        cores = os.cpu_count() or 1
-        return 0 if cores <= 2 else min(8, cores - 1)
+        if self.parts not in PART_MODES:
+            raise ConfigError(f"parts {self.parts!r}: use one of {', '.join(PART_MODES)}")
 
 
 @dataclass
@@ -116,21 +107,64 @@ def _progress(total: int | None, enabled: bool, unit: str):
     )
 
 
+def part_key(part: dict) -> str:
+    """The id suffix of one image of a multi-image input: ``frame=5``, ``axial=40``,
+    ``tile=x224,y0``."""
+    if "x" in part and "y" in part:
+        return f"tile=x{part['x']},y{part['y']}" + (f",l{part['level']}" if "level" in part else "")
+    if "slice" in part:
+        return f"{part.get('plane', 'slice')}={part['slice']}"
+    for key in ("frame", "page"):
+        if key in part:
+            return f"{key}={part[key]}"
+    return "part"
+
+
+def _rows_for_sink(batch, embeddings: np.ndarray, parts_mode: str):
+    """Items and vectors as a row-per-item sink stores them: the mean of an item's images, or one
+    row per image with the part in the id."""
+    owners = np.asarray(batch.owners)
+    if len(owners) == len(batch.items):  # one image per item: nothing to combine
+        return batch.items, embeddings
+    if parts_mode == "each":
+        items = []
+        for owner, part in zip(batch.owners, batch.parts):
+            it = batch.items[owner]
+            key = f"{it.id}#{part_key(part)}" if part else it.id
+            items.append(Item(key, path=it.path, text=it.text, meta=it.meta))
+        return items, embeddings
+    sums = np.zeros((len(batch.items), embeddings.shape[1]), dtype=np.float64)
+    np.add.at(sums, owners, embeddings)
+    sums /= np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+    return batch.items, sums.astype(np.float32)
+
+
 def run_local(
-    model: torch.nn.Module,
-    preprocess: Callable,
-    tokenizer,
+    encoder: Encoder,
     source: Source,
-    cfg: EmbedConfig,
+    modality: str | Sequence[str],
     sink: Sink,
     skip: dict[str, frozenset[str]] | None = None,
+    progress: bool = False,
+    text_chunk: int = 16384,
+    parts: str = "mean",
 ) -> EmbedStats:
-    """Embed every item of ``source`` not in ``skip[modality]`` and hand results to ``sink``."""
+    """The one encoding loop: embed every item of ``source`` not in ``skip[modality]`` and hand the
+    results to ``sink`` (a Parquet writer, or the in-memory sink behind :class:`Encoder`).
+
+    Images are decoded (in DataLoader workers where the machine has cores to spare) while the model
+    runs; texts are tokenised once and bucketed by length. With both modalities, an item's caption
+    is embedded even when its image fails, and on a resumed job even when its image row was written
+    before the interruption.
+    """
     skip = skip or {}
-    mods = modalities_for(source, cfg.modality)
-    encoder = Encoder(model, EncoderSettings(cfg.precision, cfg.compile, cfg.backend))
+    mods = modalities_for(source, modality) if isinstance(modality, str) else list(modality)
+    settings = encoder.settings
     stats = EmbedStats()
     t0 = time.perf_counter()
+    keeps_parts = getattr(sink, "keeps_parts", False)
+    image_skip = skip.get("image", frozenset())
+    text_skip = skip.get("text", frozenset())
 
     def record(failures: list[Failure]) -> None:
         if failures:
@@ -139,22 +173,25 @@ def run_local(
             stats.failures.extend(failures)
 
     def encode_texts(items: list[Item]) -> None:
-        batches, failures = text_batches(tokenizer, items, cfg.text_batch_size, cfg.token_budget)
+        batches, failures = text_batches(
+            encoder.tokenizer, items, settings.text_batch_size, settings.token_budget
+        )
         record(failures)
         for b in batches:
-            sink.add(b.items, "text", encoder.encode_texts(b.input_ids, b.attention_mask))
+            vecs = encoder.encode_tokens(b.input_ids, b.attention_mask).cpu().numpy()
+            sink.add(b.items, "text", vecs)
             stats.texts += len(b.items)
             stats.truncated_texts += b.truncated
 
     if "image" in mods:
-        image_skip = skip.get("image", frozenset())
-        text_skip = skip.get("text", frozenset())
         total = None
         if source.sized:
             total = sum(1 for it in source.items() if it.id not in image_skip)
             stats.skipped = len(source) - total
-        stream = ImageBatchStream(source, preprocess, cfg.batch_size, image_skip, cfg.max_pixels)
-        workers = cfg.workers() if total is None or total > cfg.batch_size else 0
+        stream = ImageBatchStream(
+            source, encoder.preprocess, settings.batch_size, image_skip, settings.read
+        )
+        workers = settings.workers() if total is None or total > settings.batch_size else 0
         loader = DataLoader(
             stream,
             batch_size=None,
@@ -163,11 +200,16 @@ def run_local(
             pin_memory=encoder.device.type == "cuda",
             prefetch_factor=4 if workers else None,
         )
-        with _progress(total, cfg.progress, "img") as bar:
+        with _progress(total, progress, "img") as bar:
             for batch in loader:
                 record(batch.failures)
                 if batch.pixels is not None:
-                    sink.add(batch.items, "image", encoder.encode_images(batch.pixels))
+                    vecs = encoder.encode_pixels(batch.pixels).cpu().numpy()
+                    if keeps_parts:
+                        sink.add_parts(batch.items, batch.owners, batch.parts, "image", vecs)
+                    else:
+                        rows, row_vecs = _rows_for_sink(batch, vecs, parts)
+                        sink.add(rows, "image", row_vecs)
                     stats.images += len(batch.items)
                 if "text" in mods:
                     pending = [it for it in batch.items if it.id not in text_skip]
@@ -179,18 +221,26 @@ def run_local(
                     if pending:
                         encode_texts(pending)
                 bar.update(len(batch.items) + len(batch.failures))
+        if "text" in mods and image_skip:
+            # resumed job: captions of items whose image row was written before the interruption
+            orphans = [
+                it
+                for it in source.items()
+                if it.id in image_skip and it.id not in text_skip and it.text is not None
+            ]
+            for start in range(0, len(orphans), text_chunk):
+                encode_texts(orphans[start : start + text_chunk])
     else:
-        text_skip = skip.get("text", frozenset())
         pending_iter = (it for it in source.items() if it.id not in text_skip)
         total = None
         if source.sized:
             total = sum(1 for it in source.items() if it.id not in text_skip)
             stats.skipped = len(source) - total
-        with _progress(total, cfg.progress, "text") as bar:
+        with _progress(total, progress, "text") as bar:
             chunk: list[Item] = []
             for it in pending_iter:
                 chunk.append(it)
-                if len(chunk) >= cfg.text_chunk:
+                if len(chunk) >= text_chunk:
                     encode_texts(chunk)
                     bar.update(len(chunk))
                     chunk = []
@@ -201,39 +251,20 @@ def run_local(
     return stats
 
 
-# ---- sinks ----------------------------------------------------------------------------------------
-class MemorySink:
-    """Collects embeddings in memory (for the Python API and small CLI runs)."""
-
-    def __init__(self) -> None:
-        self.vectors: dict[tuple[str, str], np.ndarray] = {}
-        self.items: dict[tuple[str, str], Item] = {}
-        self.failures: list[Failure] = []
-
-    def add(self, items: Sequence[Item], modality: str, embeddings: np.ndarray) -> None:
-        for it, v in zip(items, embeddings):
-            self.vectors[(it.id, modality)] = v
-            self.items[(it.id, modality)] = it
-
-    def add_failures(self, failures: Sequence[Failure]) -> None:
-        self.failures.extend(failures)
-
-    def ordered(self, source: Source, modality: str) -> tuple[list[Item], np.ndarray]:
-        """Embedded items in source order (failed ones left out) and their ``[N, D]`` matrix."""
-        keys = [(it.id, modality) for it in source.items() if (it.id, modality) in self.vectors]
-        vecs = [self.vectors[k] for k in keys]
-        dim = vecs[0].shape[-1] if vecs else 0
-        return [self.items[k] for k in keys], (
-            np.stack(vecs) if vecs else np.zeros((0, dim), np.float32)
-        )
-
-
+# ---- in memory ------------------------------------------------------------------------------------
 @dataclass
 class EmbedResult:
+    """One unit embedding per encoded input (multi-image inputs: the mean of their images)."""
+
     ids: list[str]
     embeddings: np.ndarray
     failures: list[Failure]
     stats: EmbedStats
+
+
+def encoder_for(model, preprocess, tokenizer, cfg: EncoderSettings) -> Encoder:
+    """The :class:`Encoder` of a job's settings."""
+    return Encoder(model, preprocess, tokenizer, cfg.encoder_settings())
 
 
 def embed_source(
@@ -244,13 +275,24 @@ def embed_source(
     cfg: EmbedConfig | None = None,
     modality: str | None = None,
 ) -> EmbedResult:
-    """Embed a (small) source in memory; returns ids in source order and their embeddings."""
+    """Embed one modality of a (small) source in memory; ids in source order, failed ones left out."""
+    from biomedclip.embedding.encoded import EncodedSink
+
     cfg = cfg or EmbedConfig(progress=False)
-    sink = MemorySink()
-    stats = run_local(model, preprocess, tokenizer, source, cfg, sink)
     mod = modality or modalities_for(source, cfg.modality)[0]
-    items, vecs = sink.ordered(source, mod)
-    return EmbedResult([it.id for it in items], vecs, sink.failures, stats)
+    encoder = encoder_for(model, preprocess, tokenizer, cfg)
+    sink = EncodedSink(source, encoder.dim)
+    stats = run_local(encoder, source, [mod], sink, progress=cfg.progress)
+    encoded = sink.result(mod, stats.truncated_texts)
+    if cfg.parts == "each":
+        ids = [
+            f"{key}#{part_key(part)}" if part else key
+            for key, part in zip(encoded.ids, encoded.parts)
+        ]
+        return EmbedResult(ids, encoded.embeddings, encoded.failures, stats)
+    vecs, positions = encoded.per_input()
+    items = list(source.items())
+    return EmbedResult([items[i].id for i in positions], vecs, encoded.failures, stats)
 
 
 def embed_images(model, preprocess, paths: Sequence[str | Path], cfg: EmbedConfig | None = None):
@@ -265,6 +307,14 @@ def embed_texts(model, tokenizer, texts: Sequence[str], cfg: EmbedConfig | None 
     from biomedclip.embedding.sources import texts as text_source
 
     return embed_source(model, None, tokenizer, text_source(list(texts)), cfg, "text")
+
+
+_PART_SUFFIX = re.compile(r"#(tile=x-?\d+,y-?\d+(,l\d+)?|frame=\d+|page=\d+|\w+=\d+|part)$")
+
+
+def base_id(row_id: str) -> str:
+    """The item id of a row written with ``parts="each"`` (``scan.dcm#frame=5`` -> ``scan.dcm``)."""
+    return _PART_SUFFIX.sub("", row_id)
 
 
 # ---- the Parquet job --------------------------------------------------------------------------------
@@ -289,15 +339,17 @@ def embed_to_dataset(
     mods = modalities_for(source, cfg.modality)
     info = DatasetInfo(
         model=model_source,
-        model_sha256=getattr(getattr(model, "load_info", None), "sha256", None),
+        model_sha256=model.load_info.sha256,
         dim=int(model.config.embed_dim),
         dtype=cfg.storage_dtype,
-        precision=EncoderSettings(cfg.precision, backend=cfg.backend).label,
+        precision=cfg.label,
         modality="both" if len(mods) == 2 else mods[0],
         source=source.description,
     )
     writer = EmbeddingWriter(out_dir, info, source.meta_schema, cfg.rows_per_part, overwrite)
     skip = {m: writer.skip_ids(m) for m in ("image", "text")}
+    if cfg.parts == "each":  # rows of a multi-image input are written together, in one batch
+        skip = {m: frozenset(base_id(i) for i in ids) for m, ids in skip.items()}
     ok = False
     try:
         if engine == "ray":
@@ -308,7 +360,10 @@ def embed_to_dataset(
             opts = dataclasses.asdict(ray_options or RayOptions())
             stats = run_ray(model_source, source, cfg, writer, skip, **opts)
         elif engine == "local":
-            stats = run_local(model, preprocess, tokenizer, source, cfg, writer, skip)
+            encoder = encoder_for(model, preprocess, tokenizer, cfg)
+            stats = run_local(
+                encoder, source, mods, writer, skip, cfg.progress, cfg.text_chunk, cfg.parts
+            )
         else:
             raise ConfigError(f"engine {engine!r}: use local or ray")
         ok = True

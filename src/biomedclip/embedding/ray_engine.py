@@ -2,15 +2,16 @@
 
 Items flow through Ray Data: ``from_items`` (listing sources) or one ``flat_map`` task per shard
 (WebDataset), then ``map_batches`` with :class:`EmbedActor` model actors in a fixed-size actor pool
-(one per GPU, or one per ``cpus_per_actor`` CPU slots). Each actor decodes with
-:func:`~biomedclip.embedding.batching.decode_image`, tokenises with length buckets and encodes with the
-same :class:`~biomedclip.embedding.encoder.Encoder` as the local engine. The driver streams results
+(one per GPU, or one per ``cpus_per_actor`` CPU slots). Each actor runs the local
+engine's :func:`~biomedclip.embedding.engine.run_local` on its batch with the same
+:class:`~biomedclip.embedding.encoder.Encoder`. The driver streams results
 into the same :class:`~biomedclip.embedding.store.EmbeddingWriter`, so output, resume and errors
 behave exactly as with ``--engine local``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -18,11 +19,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from biomedclip.embedding.batching import Failure, decode_image, text_batches
+from biomedclip.embedding.batching import Failure
 from biomedclip.embedding.encoder import Encoder, EncoderSettings
-from biomedclip.embedding.engine import EmbedConfig, EmbedStats, Sink, _progress, modalities_for
-from biomedclip.embedding.sources import Item, Source
-from biomedclip.errors import BiomedCLIPError, ConfigError, InputError
+from biomedclip.embedding.engine import (
+    EmbedConfig,
+    EmbedStats,
+    Sink,
+    _progress,
+    modalities_for,
+    run_local,
+)
+from biomedclip.embedding.sources import Item, ListSource, Source
+from biomedclip.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 ROW_FIELDS = ("id", "path", "text", "data", "shard", "metadata")
@@ -49,20 +57,32 @@ def _row(item: Item) -> dict:
     }
 
 
+class _Rows:
+    """A sink collecting ``(item, modality, vector, error)`` rows inside an actor."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[Item, str, np.ndarray | None, str]] = []
+
+    def add(self, items, modality: str, embeddings: np.ndarray) -> None:
+        self.rows.extend((it, modality, v, "") for it, v in zip(items, embeddings))
+
+    def add_failures(self, failures) -> None:
+        self.rows.extend((Item(f.id, f.path), f.modality, None, f.error) for f in failures)
+
+
 class EmbedActor:
-    """A model replica: ``__call__(batch) -> rows`` with one row per (item, modality)."""
+    """A model replica: ``__call__(batch) -> rows`` with one row per (item, modality). It runs the
+    local engine's :func:`~biomedclip.embedding.engine.run_local` on its batch, so decoding,
+    read options, bucketing and error handling are the same as with ``--engine local``."""
 
     def __init__(
         self,
         model_source: str,
         modalities: list[str],
-        precision: str,
+        settings: EncoderSettings,
         device: str,
         threads: int,
-        text_batch_size: int,
-        token_budget: int | None,
-        max_pixels: int | None,
-        backend: str = "torch",
+        parts: str = "mean",
     ):
         import torch
 
@@ -70,15 +90,12 @@ class EmbedActor:
 
         if device == "cpu":
             torch.set_num_threads(max(1, threads))
-        self.model, self.preprocess, self.tokenizer = biomedclip.load(model_source, device=device)
-        self.encoder = Encoder(self.model, EncoderSettings(precision, backend=backend))
-        self.modalities, self.max_pixels = modalities, max_pixels
-        self.text_batch_size, self.token_budget = text_batch_size, token_budget
-        self.dim = int(self.model.config.embed_dim)
+        model, preprocess, tokenizer = biomedclip.load(model_source, device=device)
+        self.encoder = Encoder(model, preprocess, tokenizer, settings)
+        self.modalities, self.parts = modalities, parts
+        self.dim = self.encoder.dim
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
-
         n = len(batch["id"])
         items = [
             Item(
@@ -90,32 +107,16 @@ class EmbedActor:
             )
             for i in range(n)
         ]
-        out: list[tuple[Item, str, np.ndarray | None, str]] = []
+        sink = _Rows()
         broken = {i for i in range(n) if _str(batch["error"][i])}  # unreadable shards
-        out.extend((items[i], self.modalities[0], None, str(batch["error"][i])) for i in broken)
+        sink.rows.extend(
+            (items[i], self.modalities[0], None, str(batch["error"][i])) for i in broken
+        )
         items = [it for i, it in enumerate(items) if i not in broken]
-        if "image" in self.modalities:
-            good, tensors = [], []
-            for it in items:
-                try:
-                    tensors.append(decode_image(it, self.preprocess, self.max_pixels))
-                    good.append(it)
-                except BiomedCLIPError as e:
-                    out.append((it, "image", None, str(e)))
-                except Exception as e:  # noqa: BLE001 - one bad file never stops the batch
-                    out.append((it, "image", None, f"{it.path}: {type(e).__name__}: {e}"))
-            if good:
-                vecs = self.encoder.encode_images(torch.stack(tensors))
-                out.extend((it, "image", v, "") for it, v in zip(good, vecs))
-        if "text" in self.modalities:
-            batches, failures = text_batches(
-                self.tokenizer, items, self.text_batch_size, self.token_budget
-            )
-            by_id = {it.id: it for it in items}
-            out.extend((by_id[f.id], "text", None, f.error) for f in failures)
-            for b in batches:
-                vecs = self.encoder.encode_texts(b.input_ids, b.attention_mask)
-                out.extend((it, "text", v, "") for it, v in zip(b.items, vecs))
+        if items:
+            source = ListSource(items, "image" in self.modalities, "text" in self.modalities)
+            run_local(self.encoder, source, self.modalities, sink, parts=self.parts)
+        out = sink.rows
         zeros = np.zeros(self.dim, np.float32)
         return {
             "id": np.array([o[0].id for o in out], dtype=object),
@@ -232,13 +233,10 @@ def run_ray(
             fn_constructor_kwargs={
                 "model_source": model_source,
                 "modalities": mods,
-                "precision": cfg.precision,
+                "settings": dataclasses.replace(cfg.encoder_settings(), compile=False),
                 "device": device,
                 "threads": int(max(1, cpus_per_actor)),
-                "text_batch_size": cfg.text_batch_size,
-                "token_budget": cfg.token_budget,
-                "max_pixels": cfg.max_pixels,
-                "backend": cfg.backend,
+                "parts": cfg.parts,
             },
             **remote,
         )

@@ -1,4 +1,5 @@
-"""Command-line options for medical image inputs, shared by ``classify``, ``show`` and others."""
+"""Command-line options for medical image inputs, shared by every command that reads images
+(``classify``, ``embed``, ``search --image``, ``eval``, ``show``, ``serve``...)."""
 
 from __future__ import annotations
 
@@ -80,9 +81,19 @@ def add_image_args(
     )
 
 
-def options_from_args(args: argparse.Namespace, mode: str | None = None) -> ReadOptions:
-    """:class:`ReadOptions` from parsed arguments (raises InputError on bad values)."""
-    kw = {}
+def read_options_from_args(
+    args: argparse.Namespace, mode: str | None = None, max_tiles: int | None = None
+) -> ReadOptions:
+    """:class:`ReadOptions` from parsed arguments (raises InputError on bad values).
+
+    ``mode=None`` keeps 8-bit images as stored, as the model's preprocessing expects;
+    ``max_tiles`` is the default tile budget of parsers without ``--max-tiles``.
+    """
+    if not hasattr(args, "window"):  # the parser has no image options: the engine's defaults
+        from biomedclip.embedding.encoder import default_read_options
+
+        return default_read_options()
+    kw = {"max_tiles": 256 if max_tiles is None else max_tiles}  # the engine's default
     if getattr(args, "max_pixels", None) is not None:
         kw["max_pixels"] = args.max_pixels
     for name in ("tile_size", "level", "magnification", "tissue_fraction", "max_tiles"):
@@ -96,3 +107,6 @@ def options_from_args(args: argparse.Namespace, mode: str | None = None) -> Read
         plane=args.plane,
         **kw,
     )
+
+
+options_from_args = read_options_from_args  # the earlier name
