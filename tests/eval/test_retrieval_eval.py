@@ -12,6 +12,7 @@ from PIL import Image
 
 import biomedclip
 from biomedclip.cli.main import main
+from biomedclip.embedding import Encoder, EncoderSettings
 from biomedclip.eval.pairs import Pair, read_pairs
 from biomedclip.eval.retrieval_eval import evaluate_retrieval
 from tests.conftest import shared_path
@@ -62,7 +63,8 @@ def test_synthetic_known_ranks_end_to_end(tmp_path, tiny_tokenizer):
     images, texts, r = planted(n, seed=5)
     model = LookupModel(images, texts)
     pairs = synthetic_pairs(tmp_path, n)
-    report = evaluate_retrieval(model, tiny_tokenizer, grey_level, pairs, batch_size=5)
+    enc = Encoder(model, grey_level, tiny_tokenizer, EncoderSettings(batch_size=5))
+    report = evaluate_retrieval(enc, pairs)
     assert report.n_pairs == n and not report.skipped
     assert report.ranks["text_to_image"] == (r + 1).tolist()  # the planted ranks, in pair order
     want = {
@@ -80,9 +82,8 @@ def test_unreadable_image_is_skipped_and_the_rest_stay_aligned(tmp_path, tiny_to
     pairs = synthetic_pairs(tmp_path, n)
     pairs[4].image.write_bytes(b"not an image")
     pairs[7] = Pair("p7", tmp_path / "missing.png", pairs[7].caption)
-    report = evaluate_retrieval(
-        LookupModel(eye, eye), tiny_tokenizer, grey_level, pairs, batch_size=3
-    )
+    enc = Encoder(LookupModel(eye, eye), grey_level, tiny_tokenizer, EncoderSettings(batch_size=3))
+    report = evaluate_retrieval(enc, pairs)
     assert report.n_pairs == n - 2
     assert [s["id"] for s in report.skipped] == ["p4", "p7"]
     assert "missing.png" in report.skipped[1]["error"]
@@ -97,7 +98,8 @@ def tiny(tiny_model_dir):
 def test_medicat_sample_with_tiny_model_matches_brute_force(tiny):
     model, preprocess, tokenizer = tiny
     pairs = read_pairs(shared_path("pmc", "medicat", "sample.jsonl"))
-    report = evaluate_retrieval(model, tokenizer, preprocess, pairs, batch_size=4)
+    enc = Encoder(model, preprocess, tokenizer, EncoderSettings(batch_size=4))
+    report = evaluate_retrieval(enc, pairs)
     assert report.n_pairs == 10 and not report.skipped
     with torch.inference_mode():
         pix = torch.stack([preprocess(biomedclip.load_image(p.image, mode=None)) for p in pairs])

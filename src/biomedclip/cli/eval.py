@@ -1,7 +1,8 @@
-"""``biomedclip eval``: evaluation protocols, one sub-command each (``retrieval`` for now).
+"""``biomedclip eval``: the paper's evaluation protocols, one sub-command each.
 
-To add a protocol, write ``_register_<name>(sub)`` that adds its parser with
-``set_defaults(func=...)`` and list it in ``EVALUATIONS``.
+``zeroshot``, ``linear-probe``, ``few-shot``, ``retrieval`` and ``reproduce``; all encode through
+the one engine (``--precision``, ``--backend``), cache image features per (model, dataset, split,
+preprocessing), and write the same report (JSON, CSV, Markdown, PNG plots) with ``--out``.
 """
 
 from __future__ import annotations
@@ -9,80 +10,164 @@ from __future__ import annotations
 import argparse
 
 from biomedclip.cli.common import add_json_flag, add_model_args, console, print_json
+from biomedclip.cli.image_args import add_image_args
 
-HELP = "evaluate a model: image-text retrieval (Recall@K, mean/median rank)"
-
-RETRIEVAL_DESCRIPTION = """\
-Cross-modal retrieval on image-caption pairs: every image is a query over all captions
-(image->text) and every caption over all images (text->image); the match of pair i is item i.
-Reports Recall@1/5/10, mean and median rank (1-based), the paper's and open_clip's metrics,
-computed exactly (no approximate search) in blocks, so 100k pairs are fine.
-
-PAIRS: a CSV with columns image,caption (image paths relative to the CSV; optional id), or a MedICaT
-.jsonl (images in figures/ beside it, or --figures). Unreadable images are listed and left
-out; the exit code is then 1.
+HELP = "evaluate a model: zero-shot, linear probe, few-shot, retrieval, reproduce the paper"
+DATASETS_HELP = (
+    "a paper dataset (pcam, lc25000_lung, lc25000_colon, tcga_til, rsna_pneumonia), "
+    "slake_modality, slake_organ, vqa_rad_organ (read from --data-root), an image folder with "
+    "class sub-folders, or a CSV/Parquet with path,label columns"
+)
+EPILOG = """\
+Datasets are read in their public download layout below --data-root (see docs/evaluation.md).
+Features are cached (--feature-cache) and reused by every probe, seed and sweep; a killed run
+resumes. Bad images are reported and counted (exit code 1), never dropped silently.
 
 examples:
-  biomedclip eval retrieval pairs.csv
-  biomedclip eval retrieval medicat/sample.jsonl --json
-  biomedclip eval retrieval pairs.csv --model ./finetuned --ranks-out ranks.json
+  biomedclip eval zeroshot lc25000_lung --data-root data/ --out report/
+  biomedclip eval zeroshot my_folder/ --classnames names.txt --templates paper
+  biomedclip eval linear-probe pcam --data-root data/ --fractions 0.01,0.1,1
+  biomedclip eval few-shot lc25000_colon --data-root data/ --shots 1,2,4,8,16 --seeds 0,1,2
+  biomedclip eval few-shot lc25000_lung --data-root data/ --method coop --coop-steps 100
+  biomedclip eval retrieval pairs.csv --out report/
+  biomedclip eval reproduce --data-root data/ --out report/ --tasks zeroshot,linear-probe
 """
 
 
-def _register_retrieval(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "retrieval",
-        help="image<->text retrieval metrics on image-caption pairs",
-        description=RETRIEVAL_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("pairs", metavar="PAIRS", help="PAIRS.csv (image,caption) or MedICaT .jsonl")
-    p.add_argument(
-        "--figures",
-        default=None,
-        metavar="DIR",
-        help="MedICaT: folder of the figure files (default: figures/ beside the .jsonl)",
-    )
-    p.add_argument(
-        "--limit", type=int, default=None, metavar="N", help="evaluate the first N pairs"
-    )
-    p.add_argument(
-        "--batch-size", type=int, default=64, help="items per forward pass (default: 64)"
-    )
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="image-decoding processes (default: min(4, CPUs - 1))",
-    )
-    p.add_argument(
-        "--ranks-out",
-        default=None,
-        metavar="FILE",
-        help="also write every pair's ranks (JSON) for error analysis",
-    )
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def _common(p: argparse.ArgumentParser, dataset: bool = True) -> None:
+    if dataset:
+        p.add_argument("dataset", metavar="DATASET", help=DATASETS_HELP)
+    p.add_argument("--data-root", default=None, metavar="DIR", help="folder holding the datasets")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="write results.json/.csv, report.md, plots/ (reproduce: default eval-report/)")  # fmt: skip
+    p.add_argument("--feature-cache", default=None, metavar="DIR",
+                   help="feature cache (default: ~/.cache/biomedclip/eval-features)")  # fmt: skip
+    p.add_argument("--no-cache", action="store_true", help="do not read or write cached features")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                   help="bootstrap resamples for the 95%% intervals (default: 1000; 0 = none)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="seed of splits subsets and bootstrap")
     add_json_flag(p)
     add_model_args(p)
-    p.set_defaults(func=run_retrieval)
+    add_image_args(p, slides=True)
 
 
-EVALUATIONS = {"retrieval": _register_retrieval}
+def _parser(sub, name: str, help: str, description: str) -> argparse.ArgumentParser:
+    return sub.add_parser(
+        name, help=help, description=description + "\n\n" + EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+
+
+def _register_zeroshot(sub) -> None:
+    p = _parser(sub, "zeroshot", "zero-shot classification with the paper's prompts",
+                "Zero-shot classification: prompt ensemble per class (mean of normalised text\n"
+                "embeddings), accuracy, balanced accuracy, macro-F1, AUROC, top-5, ECE, each\n"
+                "with a seeded bootstrap 95% interval; confusion matrix, ROC, reliability plots.")  # fmt: skip
+    _common(p)
+    p.add_argument("--split", default="test", help="train, val, test or all (default: test)")
+    p.add_argument("--classnames", default=None, metavar="FILE",
+                   help="class names for the prompts: one a line, or JSON (list or {dataset: list})")  # fmt: skip
+    p.add_argument("--templates", default=None, metavar="NAME|FILE",
+                   help="paper (default), model-card, or a file of templates with {} (or {c})")  # fmt: skip
+    p.set_defaults(func=run_zeroshot)
+
+
+def _register_linear_probe(sub) -> None:
+    p = _parser(sub, "linear-probe", "logistic-regression probe on frozen features",
+                "Linear probe (ELEVATER / clip_benchmark protocol): L2 strength swept on the\n"
+                "validation split, refit on train+val, scored on test, at each training fraction.")  # fmt: skip
+    _common(p)
+    p.add_argument("--fractions", type=_floats, default=[0.01, 0.1, 1.0],
+                   help="training fractions (default: 0.01,0.1,1)")  # fmt: skip
+    p.set_defaults(func=run_linear_probe)
+
+
+def _register_few_shot(sub) -> None:
+    p = _parser(sub, "few-shot", "k-shot probes or learned prompts (CoOp), over seeds",
+                "Few-shot: k images per class, mean +- std over seeds; a linear probe on the\n"
+                "features and/or CoOp learned prompts (context vectors through the text tower).")  # fmt: skip
+    _common(p)
+    p.add_argument(
+        "--shots", type=_ints, default=[1, 2, 4, 8, 16], help="k values (default: 1,2,4,8,16)"
+    )
+    p.add_argument("--seeds", type=_ints, default=[0, 1, 2], help="seeds (default: 0,1,2)")
+    p.add_argument("--method", choices=["linear-probe", "coop", "both"], default="linear-probe")
+    p.add_argument(
+        "--coop-steps", type=int, default=100, help="CoOp optimisation steps (default: 100)"
+    )
+    p.add_argument("--coop-ctx", type=int, default=4, help="CoOp context vectors (default: 4)")
+    p.set_defaults(func=run_few_shot)
+
+
+def _register_reproduce(sub) -> None:
+    p = _parser(sub, "reproduce", "every paper dataset present: the whole report",
+                "Runs the paper's protocol on every dataset of Supp. Table 5 found under\n"
+                "--data-root and writes the report with the paper's numbers beside ours.")  # fmt: skip
+    _common(p, dataset=False)
+    p.add_argument(
+        "--tasks",
+        default="zeroshot",
+        help="zeroshot,linear-probe,few-shot,coop (default: zeroshot)",
+    )
+    p.add_argument("--datasets", default=None, help="comma-separated subset of the paper datasets")
+    p.add_argument("--shots", type=_ints, default=[1, 2, 4, 8, 16])
+    p.add_argument("--seeds", type=_ints, default=[0, 1, 2])
+    p.set_defaults(func=run_reproduce)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from biomedclip.cli import eval_retrieval
+
     p = sub.add_parser(
-        "eval",
-        help=HELP,
-        description="Evaluation protocols; see `biomedclip eval PROTOCOL -h`.",
+        "eval", help=HELP, description="Evaluation protocols; see `biomedclip eval PROTOCOL -h`."
     )
     esub = p.add_subparsers(dest="eval_command", metavar="PROTOCOL", required=True)
-    for add in EVALUATIONS.values():
+    for add in (
+        _register_zeroshot,
+        _register_linear_probe,
+        _register_few_shot,
+        eval_retrieval.register,
+        _register_reproduce,
+    ):
         add(esub)
 
 
-def run_retrieval(args: argparse.Namespace) -> int:
-    import os
+def context(args: argparse.Namespace, bar=None):
+    """The :class:`~biomedclip.eval.runner.EvalContext` of the options (loads the model)."""
+    from pathlib import Path
 
+    from biomedclip.cli.common import encoder_from_args, load_from_args
+    from biomedclip.eval.runner import EvalContext, default_cache_dir
+
+    model, preprocess, tokenizer = load_from_args(args)
+    encoder = encoder_from_args(args, model, preprocess, tokenizer)
+    cache = (
+        None
+        if args.no_cache
+        else Path(args.feature_cache)
+        if args.feature_cache
+        else default_cache_dir()
+    )
+
+    def progress(label: str, total: int):
+        if bar is None:
+            return None
+        task = bar.add_task(f"features {label}", total=total)
+        return lambda n: bar.advance(task, n)
+
+    return EvalContext(encoder, Path(args.data_root) if args.data_root else None, cache, str(args.model),
+                       args.bootstrap, args.seed, progress)  # fmt: skip
+
+
+def progress_bar():
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -91,70 +176,120 @@ def run_retrieval(args: argparse.Namespace) -> int:
         TimeRemainingColumn,
     )
 
-    from biomedclip.cli.common import err_console, load_from_args
-    from biomedclip.errors import InputError
-    from biomedclip.eval.pairs import read_pairs
-    from biomedclip.eval.retrieval_eval import evaluate_retrieval
-    from biomedclip.io_utils import atomic_write_json
+    from biomedclip.cli.common import err_console
 
-    pairs = read_pairs(args.pairs, args.figures)
-    if args.limit is not None:
-        if args.limit < 1:
-            raise InputError(f"--limit must be >= 1, got {args.limit}")
-        pairs = pairs[: args.limit]
-    workers = (
-        args.workers if args.workers is not None else min(4, max((os.cpu_count() or 1) - 1, 0))
-    )
-    model, preprocess, tokenizer = load_from_args(args)
-    with Progress(
-        TextColumn("embedding pairs"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err_console(),
-        transient=True,
-    ) as bar:
-        task = bar.add_task("embed", total=2 * len(pairs))
-        report = evaluate_retrieval(
-            model,
-            tokenizer,
-            preprocess,
-            pairs,
-            batch_size=args.batch_size,
-            workers=workers,
-            progress=lambda n: bar.advance(task, n),
-        )
-    if args.ranks_out:
-        atomic_write_json(args.ranks_out, report.to_dict(with_ranks=True))
-    result = {"pairs_file": str(args.pairs), "model": args.model, **report.to_dict()}
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), console=err_console(), transient=True)  # fmt: skip
+
+
+def finish(args: argparse.Namespace, results, skipped=None, paths=None) -> int:
+    """Write the report (``--out``), print JSON or a table; exit 1 when images were left out."""
+    from biomedclip.eval.report import write_report
+
+    if paths is None:
+        paths = write_report(results, args.out, skipped) if args.out else {}
     if args.json:
-        print_json(result)
+        print_json({"results": [r.to_record() for r in results], "skipped": skipped or {},
+                    "report": {k: str(v) for k, v in paths.items()}})  # fmt: skip
     else:
-        _print_report(report, args)
-    return 1 if report.skipped else 0
+        print_table(results, skipped, paths)
+    return 1 if any(r.failures for r in results) else 0
 
 
-def _print_report(report, args: argparse.Namespace) -> None:
+def print_table(results, skipped=None, paths=None) -> None:
     from rich.table import Table
 
-    m = report.metrics
-    t = Table(title=f"retrieval on {report.n_pairs:,} pairs ({args.pairs})", title_justify="left")
-    t.add_column("direction")
-    for k in (1, 5, 10):
-        t.add_column(f"R@{k}", justify="right")
-    t.add_column("mean rank", justify="right")
-    t.add_column("median rank", justify="right")
-    for name, label in (("image_to_text", "image -> text"), ("text_to_image", "text -> image")):
+    from biomedclip.eval.report import _setting, headline
+
+    t = Table(title="evaluation (%, 95% bootstrap interval)", title_justify="left")
+    for col in ("dataset", "task", "setting", "metric", "value", "95% CI", "n", "failed"):
+        t.add_column(col, justify="right" if col in ("value", "95% CI", "n", "failed") else "left")
+    for r in results:
+        m = headline(r)
+        lo, hi = r.ci.get(m, (float("nan"), float("nan")))
+        std = r.metrics.get(f"{m}_std")
+        value = f"{100 * r.metrics.get(m, float('nan')):.2f}" + (
+            f" ± {100 * std:.2f}" if std is not None else ""
+        )
         t.add_row(
-            label,
-            *(f"{100 * m[f'{name}_R@{k}']:.2f}" for k in (1, 5, 10)),
-            f"{m[f'{name}_mean_rank']:.2f}",
-            f"{m[f'{name}_median_rank']:.0f}",
+            r.dataset,
+            r.task,
+            _setting(r),
+            m,
+            value,
+            f"{100 * lo:.2f}–{100 * hi:.2f}",
+            str(r.n),
+            str(len(r.failures)),
         )
     c = console()
     c.print(t)
-    c.print(f"Recall@K in %. model: {args.model}")
-    if report.truncated_captions:
-        c.print(f"{report.truncated_captions} caption(s) truncated to the context length")
-    for s in report.skipped:
-        c.print(f"[yellow]skipped[/] {s['id']}: {s['error']}")
+    for name, why in (skipped or {}).items():
+        c.print(f"[yellow]not evaluated[/] {name}: {why}")
+    for r in results:
+        for f in r.failures[:10]:
+            c.print(f"[yellow]left out[/] {r.dataset} {f['id']}: {f['error']}")
+    if paths:
+        c.print(f"report: {paths['markdown']}")
+
+
+def _load_templates(args, name):
+    from biomedclip.eval.protocol import load_templates
+
+    return load_templates(args.templates, name) if args.templates else None
+
+
+def run_zeroshot(args: argparse.Namespace) -> int:
+    from biomedclip.eval.protocol import load_classnames
+    from biomedclip.eval.runner import run_zeroshot as run
+
+    with progress_bar() as bar:
+        ctx = context(args, bar)
+        names = None
+        if args.classnames:
+            ds = ctx.dataset(args.dataset, args.split)
+            names = load_classnames(args.classnames, len(ds.classes), ds.name)
+        result = run(ctx, args.dataset, args.split, names, _load_templates(args, args.dataset))
+    return finish(args, [result])
+
+
+def run_linear_probe(args: argparse.Namespace) -> int:
+    from biomedclip.eval.runner import run_linear_probe as run
+
+    with progress_bar() as bar:
+        results = run(context(args, bar), args.dataset, args.fractions)
+    return finish(args, results)
+
+
+def run_few_shot(args: argparse.Namespace) -> int:
+    from biomedclip.eval.coop import CoOpSettings
+    from biomedclip.eval.runner import run_coop
+    from biomedclip.eval.runner import run_few_shot as run
+
+    with progress_bar() as bar:
+        ctx = context(args, bar)
+        results = []
+        if args.method in ("linear-probe", "both"):
+            results += run(ctx, args.dataset, args.shots, args.seeds)
+        if args.method in ("coop", "both"):
+            settings = CoOpSettings(n_ctx=args.coop_ctx, steps=args.coop_steps)
+            results += run_coop(ctx, args.dataset, args.shots, args.seeds, settings=settings)
+    return finish(args, results)
+
+
+def run_reproduce(args: argparse.Namespace) -> int:
+    from biomedclip.errors import InputError
+    from biomedclip.eval.runner import reproduce
+
+    if not args.data_root:
+        raise InputError("reproduce needs --data-root")
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    datasets = [d.strip() for d in args.datasets.split(",")] if args.datasets else None
+    with progress_bar() as bar:
+        ctx = context(args, bar)
+        out = args.out or "eval-report"
+        results, skipped, paths = reproduce(ctx, out, tasks, datasets, args.shots, args.seeds)
+    code = finish(args, results, skipped, paths)
+    if not results:
+        console().print(f"[red]no paper dataset found under {args.data_root}[/]")
+        return 1
+    return code

@@ -1,30 +1,28 @@
-"""Retrieval evaluation of a model on image-caption pairs: embed both sides, rank, report.
+"""Retrieval evaluation of a model on image-caption pairs: embed both sides through the encoding
+engine (:class:`biomedclip.embedding.Encoder`), rank, report.
 
-Metrics are those of :func:`biomedclip.eval.retrieval.retrieval_metrics` (Recall@K both directions, mean and
-median rank; exact, computed block-wise, so 100k pairs need ~2 GiB at most). A pair whose image
-cannot be read is left out and listed in ``skipped``; the rest are still evaluated.
+Metrics are those of :func:`biomedclip.eval.retrieval.retrieval_metrics` (Recall@K both
+directions, mean and median rank; exact, computed block-wise, so 100k pairs need ~2 GiB at most).
+A pair whose image cannot be read is left out and listed in ``skipped``; the rest are still
+evaluated. :meth:`RetrievalReport.to_result` gives the same record format as the classification
+protocols (clip_benchmark's ``image_retrieval_recall@K`` / ``text_retrieval_recall@K``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
-from biomedclip.errors import BiomedCLIPError, InputError
+from biomedclip.errors import InputError
 from biomedclip.eval.pairs import Pair
 from biomedclip.eval.retrieval import metrics_from_ranks, retrieval_ranks
 
-if TYPE_CHECKING:
-    from biomedclip.model import BiomedCLIP
-    from biomedclip.tokenizer import Tokenizer
-
 log = logging.getLogger(__name__)
-Progress = Callable[[int], None]
 
 
 @dataclass
@@ -49,100 +47,39 @@ class RetrievalReport:
             d["ranks"] = {"ids": self.ids, **self.ranks}
         return d
 
+    def to_result(self, dataset: str, model: str):
+        """An :class:`~biomedclip.eval.results.EvalResult` (``task="zeroshot_retrieval"``)."""
+        from biomedclip.eval.results import EvalResult
 
-class _ImageDataset(torch.utils.data.Dataset):
-    def __init__(self, pairs: Sequence[Pair], preprocess):
-        self.pairs, self.preprocess = pairs, preprocess
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, i: int):
-        from biomedclip.imaging import load_image
-
-        try:
-            return i, self.preprocess(load_image(self.pairs[i].image, mode=None)), None
-        except (BiomedCLIPError, OSError, ValueError) as e:
-            return i, None, str(e)
-
-
-def _collate(items):
-    return items
-
-
-@torch.inference_mode()
-def embed_pair_images(
-    model: BiomedCLIP,
-    preprocess,
-    pairs: Sequence[Pair],
-    batch_size: int = 64,
-    workers: int = 0,
-    progress: Progress | None = None,
-) -> tuple[dict[int, torch.Tensor], dict[int, str]]:
-    """Unit image embeddings by pair index, and an error message per unreadable image."""
-    loader = torch.utils.data.DataLoader(
-        _ImageDataset(pairs, preprocess),
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=_collate,
-        persistent_workers=False,
-    )
-    feats: dict[int, torch.Tensor] = {}
-    errors: dict[int, str] = {}
-    for items in loader:
-        ok = [(i, x) for i, x, err in items if err is None]
-        errors.update({i: err for i, _, err in items if err is not None})
-        if ok:
-            pixels = torch.stack([x for _, x in ok]).to(model.device, model.dtype)
-            out = F.normalize(model.encode_image(pixels).float(), dim=-1).cpu()
-            feats.update({i: row for (i, _), row in zip(ok, out)})
-        if progress:
-            progress(len(items))
-    return feats, errors
-
-
-@torch.inference_mode()
-def embed_texts(
-    model: BiomedCLIP,
-    tokenizer: Tokenizer,
-    texts: Sequence[str],
-    batch_size: int = 128,
-    progress: Progress | None = None,
-) -> tuple[torch.Tensor, int]:
-    """Unit text embeddings (batched by token length, so short texts are not padded to long ones)
-    and the number of texts truncated to the context length."""
-    lengths = tokenizer.count_tokens(list(texts))
-    order = sorted(range(len(texts)), key=lambda i: lengths[i])
-    out = torch.empty(len(texts), model.config.embed_dim)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        batch = tokenizer([texts[i] for i in idx], warn=False).to(model.device)
-        feats = model.encode_text(batch.input_ids, batch.attention_mask)
-        out[idx] = F.normalize(feats.float(), dim=-1).cpu()
-        if progress:
-            progress(len(idx))
-    limit = tokenizer.context_length
-    return out, sum(n > limit for n in lengths)
+        m = dict(self.metrics)
+        for k in (1, 5, 10):
+            # clip_benchmark: "image retrieval" = text query -> image, and vice versa
+            if f"text_to_image_R@{k}" in m:
+                m[f"image_retrieval_recall@{k}"] = m[f"text_to_image_R@{k}"]
+                m[f"text_retrieval_recall@{k}"] = m[f"image_to_text_R@{k}"]
+        failures = [{"id": s["id"], "error": s["error"]} for s in self.skipped]
+        return EvalResult(
+            dataset, "zeroshot_retrieval", model, m, n=self.n_pairs, failures=failures
+        )
 
 
 def evaluate_retrieval(
-    model: BiomedCLIP,
-    tokenizer: Tokenizer,
-    preprocess,
-    pairs: Sequence[Pair],
-    batch_size: int = 64,
-    workers: int = 0,
-    ks: Sequence[int] = (1, 5, 10),
-    progress: Progress | None = None,
+    encoder, pairs: Sequence[Pair], ks: Sequence[int] = (1, 5, 10)
 ) -> RetrievalReport:
-    """Embed ``pairs`` with ``model`` and compute image->text and text->image retrieval metrics."""
+    """Embed ``pairs`` with ``encoder`` and compute image->text and text->image retrieval metrics."""
     if not pairs:
         raise InputError("no pairs to evaluate")
-    image_feats, errors = embed_pair_images(model, preprocess, pairs, batch_size, workers, progress)
-    kept = sorted(image_feats)
+    images = encoder.encode_images([p.image for p in pairs], ids=[p.id for p in pairs])
+    image_emb, kept = images.per_input()
+    kept = [int(i) for i in kept]
+    by_id = {p.id: p for p in pairs}
     skipped = [
-        {"id": pairs[i].id, "image": str(pairs[i].image), "error": msg}
-        for i, msg in sorted(errors.items())
+        {
+            "id": f.id,
+            "image": str(by_id[f.id].image) if f.id in by_id else str(f.path),
+            "error": str(f.error),
+        }
+        for f in images.failures
     ]
     for s in skipped:
         log.warning("skipped pair %s: %s", s["id"], s["error"])
@@ -150,13 +87,14 @@ def evaluate_retrieval(
         raise InputError(
             f"none of the {len(pairs)} images could be read (first: {skipped[0]['error']})"
         )
-    text_feats, truncated = embed_texts(
-        model, tokenizer, [pairs[i].caption for i in kept], batch_size, progress
-    )
-    images = torch.stack([image_feats[i] for i in kept])
-    ranks0 = retrieval_ranks(images, text_feats)  # exact; block-wise similarity matrix
+    texts = encoder.encode_texts([pairs[i].caption for i in kept], ids=[pairs[i].id for i in kept])
+    if texts.failures:
+        raise InputError(f"caption of pair {texts.failures[0].id}: {texts.failures[0].error}")
+    text_emb = np.zeros_like(image_emb)
+    text_emb[np.asarray(texts.input_index)] = texts.embeddings
+    ranks0 = retrieval_ranks(torch.from_numpy(image_emb), torch.from_numpy(text_emb))
     metrics = metrics_from_ranks(ranks0, ks)
     ranks = {k: (v + 1).tolist() for k, v in ranks0.items()}
     return RetrievalReport(
-        metrics, len(kept), skipped, truncated, ranks, [pairs[i].id for i in kept]
+        metrics, len(kept), skipped, int(texts.truncated), ranks, [pairs[i].id for i in kept]
     )
