@@ -43,15 +43,15 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path, shapes_data):
         [sys.executable, "-m", "biomedclip.cli.main", "train", str(run_cfg)],
         cwd=REPO,
         env=cli_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,  # progress is logged to stderr
         text=True,
         start_new_session=True,
     )
     killed = False
     deadline = time.monotonic() + 180
     try:
-        for line in p.stdout:
+        for line in p.stderr:
             if "saved checkpoint" in line and "step_00000004" in line:
                 os.killpg(p.pid, signal.SIGKILL)
                 killed = True
@@ -66,6 +66,9 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path, shapes_data):
 
     proc = run_cli(["train", str(run_cfg)])
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stdout.startswith(f"trained {STEPS} steps: final loss ")  # the summary line only
+    assert len(proc.stdout.splitlines()) == 1, proc.stdout
+    assert "resumed from" in proc.stderr
     summary = json.loads((tmp_path / "b" / "summary.json").read_text())
     k = summary["resumed_from_step"]
     assert k is not None and 4 <= k < STEPS, summary

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
+
+from biomedclip.cli.common import add_json_flag, print_json
 
 DESCRIPTION = """\
 Train or fine-tune BiomedCLIP with the contrastive (CLIP) loss. CONFIG is a YAML or TOML file with
@@ -10,6 +14,8 @@ sections model / data / optim / train / output (see configs/ in the repository);
 any key. Runs as one process, or one process per device under torchrun (DDP: nccl on GPU, gloo on
 CPU). Checkpoints go to OUTPUT/checkpoints/step_N (loadable with biomedclip.load) and a run resumes
 from the latest one automatically; OUTPUT/summary.json and OUTPUT/final/ are written at the end.
+Progress (steps, evaluations, checkpoints) is logged to stderr; stdout gets only the final summary
+(one line, or the summary as JSON with --json).
 
 examples:
   biomedclip train configs/finetune_biomedclip.yaml --set data.train=/data/pmc/{000000..000999}.tar
@@ -37,11 +43,23 @@ def register(subparsers) -> None:
     p.add_argument(
         "--print-config", action="store_true", help="print the resolved config as JSON and exit"
     )
+    add_json_flag(p)
     p.set_defaults(func=run)
 
 
+def _log_progress_to_stderr() -> None:
+    """Training progress (INFO records of ``biomedclip.train``) as plain lines on stderr."""
+    logger = logging.getLogger("biomedclip.train")
+    if not any(getattr(h, "_biomedclip_train", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._biomedclip_train = True
+        logger.addHandler(handler)
+    logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
+    logger.propagate = False
+
+
 def run(args: argparse.Namespace) -> int:
-    from biomedclip.cli.common import print_json
     from biomedclip.train.config import load_config
 
     cfg = load_config(args.config, args.overrides)
@@ -50,5 +68,16 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from biomedclip.train.trainer import train
 
-    train(cfg)
+    _log_progress_to_stderr()
+    summary = train(cfg)
+    if "final_model" not in summary:  # not rank 0 of a torchrun job
+        return 0
+    if args.json:
+        print_json(summary)
+    else:
+        loss, speed = summary["final_loss"], summary["samples_per_s"] or 0.0
+        print(
+            f"trained {summary['steps']} steps: final loss {loss:.4f}, {speed:.1f} samples/s; "
+            f"model in {summary['final_model']}"
+        )
     return 0

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from biomedclip.errors import ConfigError
+
 
 @dataclass
 class DistInfo:
@@ -31,7 +33,7 @@ def _pick_device(requested: str, local_rank: int) -> torch.device:
         requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise RuntimeError("train.device is cuda but CUDA is not available")
+            raise ConfigError(f"train.device is {requested!r} but CUDA is not available here")
         dev = torch.device(requested if ":" in requested else f"cuda:{local_rank}")
         torch.cuda.set_device(dev)
         return dev

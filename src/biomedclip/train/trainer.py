@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import random
 import time
@@ -39,6 +40,8 @@ from biomedclip.train.loss import ClipLoss, clamp_logit_scale
 from biomedclip.train.schedule import WarmupSchedule
 from biomedclip.train.tuning import configure_trainable, trainable_summary
 from biomedclip.transforms import train_transform
+
+log = logging.getLogger(__name__)
 
 
 def seed_everything(seed: int) -> None:
@@ -88,7 +91,7 @@ class Logger:
 
                 self.tb = SummaryWriter(str(out_dir / "tensorboard"))
             except ImportError:
-                print("tensorboard not installed: TensorBoard logging off", flush=True)
+                log.warning("tensorboard not installed: TensorBoard logging off")
 
     def step(self, record: dict[str, Any], console: bool) -> None:
         if not self.enabled:
@@ -100,11 +103,14 @@ class Logger:
                 if k != "step" and isinstance(v, (int, float)):
                     self.tb.add_scalar(f"train/{k}", v, record["step"])
         if console:
-            print(
-                f"step {record['step']}/{self.total}  loss {record['loss']:.4f}  "
-                f"lr {record['lr']:.3g}  scale {record['logit_scale']:.2f}  "
-                f"{record['samples_per_s']:.1f} samples/s",
-                flush=True,
+            log.info(
+                "step %d/%d  loss %.4f  lr %.3g  scale %.2f  %.1f samples/s",
+                record["step"],
+                self.total,
+                record["loss"],
+                record["lr"],
+                record["logit_scale"],
+                record["samples_per_s"],
             )
 
     def eval(self, step: int, metrics: dict[str, float]) -> None:
@@ -127,10 +133,7 @@ class Logger:
                 "val_zeroshot_accuracy",
             )
         }
-        print(
-            f"eval step {step}: " + "  ".join(f"{k[4:]} {v:.4f}" for k, v in shown.items()),
-            flush=True,
-        )
+        log.info("eval step %d: %s", step, "  ".join(f"{k[4:]} {v:.4f}" for k, v in shown.items()))
 
     def close(self) -> None:
         if self.tb is not None:
@@ -290,7 +293,7 @@ class Trainer:
                 {"config": self.cfg.to_dict()},
                 self.cfg.output.keep_last,
             )
-            print(f"saved checkpoint {path}", flush=True)
+            log.info("saved checkpoint %s", path)
         barrier()
 
     def _evaluate(self, step: int) -> dict[str, float]:
@@ -326,11 +329,12 @@ class Trainer:
                     f"{d.world_size}; the data position would not carry over"
                 )
             if data.get("workers") != cfg.data.workers and self.spec.shards and d.is_main:
-                print(
-                    f"warning: {resume} was written with data.workers={data.get('workers')}; "
-                    f"with {cfg.data.workers} workers the shard streams differ, so the data "
-                    "order after the resume is not the uninterrupted run's",
-                    flush=True,
+                log.warning(
+                    "%s was written with data.workers=%s; with %s workers the shard streams "
+                    "differ, so the data order after the resume is not the uninterrupted run's",
+                    resume,
+                    data.get("workers"),
+                    cfg.data.workers,
                 )
             start = int(meta["step"])
             self.batches_consumed = int(data["batches_per_rank"][d.rank])
@@ -348,15 +352,19 @@ class Trainer:
         if resume is not None:  # after the loader: the RNG state is restored last
             ckpt.load_checkpoint(resume, self.model, self.optimizer, self.schedule, self.scaler)
             if d.is_main:
-                print(f"resumed from {resume} at step {start}", flush=True)
+                log.info("resumed from %s at step %d", resume, start)
         self.logger = Logger(self.out_dir, d.is_main, cfg.output.tensorboard, self.total)
         if d.is_main:
             info = trainable_summary(self.model)
-            print(
-                f"training {info['trainable']:,} of {info['parameters']:,} parameters for "
-                f"{self.total} steps, batch {cfg.train.global_batch_size} on {d.world_size} "
-                f"process(es), {d.device}, {cfg.train.precision}",
-                flush=True,
+            log.info(
+                "training %s of %s parameters for %d steps, batch %d on %d process(es), %s, %s",
+                f"{info['trainable']:,}",
+                f"{info['parameters']:,}",
+                self.total,
+                cfg.train.global_batch_size,
+                d.world_size,
+                d.device,
+                cfg.train.precision,
             )
         t_start, samples, last_loss, eval_metrics = time.perf_counter(), 0, float("nan"), {}
         self.model.train()
@@ -425,11 +433,7 @@ class Trainer:
             final = ckpt.export_model(self.model, self.out_dir / "final", self.tokenizer)
             summary["final_model"] = str(final)
             atomic_write_json(self.out_dir / "summary.json", summary)
-            print(
-                f"done: {json.dumps({k: summary[k] for k in ('steps', 'final_loss', 'samples_per_s')})}"
-                f"; model in {final}",
-                flush=True,
-            )
+            log.info("done: %d steps; model in %s", summary["steps"], final)
         self.logger.close()
         barrier()
         return summary
