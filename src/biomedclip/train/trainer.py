@@ -306,8 +306,7 @@ class Trainer:
                 self.cfg.data.val,
                 min(self.local_batch, 256),
                 self.cfg.data.max_val_samples,
-                self.dist.device,
-                self._autocast,
+                self.cfg.train.precision,
                 self.cfg.output.zeroshot_labels,
             )
             self.logger.eval(step, metrics)
