@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -24,8 +23,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench import interleaved, summarise, write_result  # noqa: E402
 from _images import real_jpegs  # noqa: E402
-from _reference import build_reference, ours_from_reference, write_result  # noqa: E402
+from _reference import build_reference, ours_from_reference  # noqa: E402
 from biomedclip.embedding.encoder import Encoder, EncoderSettings, cpu_has_native_bf16  # noqa: E402
 from biomedclip.errors import ConfigError  # noqa: E402
 
@@ -43,7 +43,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     bs = args.batch_size or (16 if args.quick else 32)
-    repeats = args.repeats or (2 if args.quick else 3)
+    repeats = args.repeats or (3 if args.quick else 5)
     with tempfile.TemporaryDirectory() as tmp:
         oc, oc_pre, _ = build_reference(tmp)
         ours, pre, _ = ours_from_reference(oc, tmp)
@@ -69,17 +69,11 @@ def main() -> None:
     except ConfigError as e:  # onnxruntime not installed
         print(f"skipping onnx-int8: {e}")
     for name, enc in encoders.items():
-        variants[name] = lambda enc=enc: enc.encode_images_tensor(pixels)
+        variants[name] = lambda enc=enc: enc.encode_pixels(pixels)
 
-    outputs = {name: fn() for name, fn in variants.items()}  # warm-up + accuracy
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(repeats):  # interleaved so that background load hits every variant alike
-        for name, fn in variants.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
+    timings = interleaved(variants, repeats)  # warm-up (outputs kept) + interleaved repetitions
+    outputs, rows = timings.outputs, summarise(timings, "reference_fp32", items=bs)
     ref = outputs["reference_fp32"]
-    ref_s = statistics.median(times["reference_fp32"])
     result = {
         "batch_size": bs,
         "repeats": repeats,
@@ -92,39 +86,37 @@ def main() -> None:
         f"(native bf16: {cpu_has_native_bf16()})"
     )
     for name in variants:
-        s = statistics.median(times[name])
         out = outputs[name]
         cos = F.cosine_similarity(out, outputs["ours_fp32"], dim=-1)
         r = {
-            "seconds": round(s, 4),
-            "images_per_s": round(bs / s, 2),
-            "speedup_vs_reference_fp32": round(ref_s / s, 3),
+            **rows[name],
             "max_abs_diff_vs_reference": float((out - ref).abs().max()),
             "min_cosine_vs_fp32": float(cos.min()),
-            "runs_s": [round(t, 4) for t in times[name]],
         }
         result["variants"][name] = r
         print(
-            f"{name:>15}: {bs / s:7.2f} img/s  speed-up {ref_s / s:5.2f}x  "
+            f"{name:>15}: {r['items_per_s']:7.2f} img/s  "
+            f"speed-up {r['speedup_vs_reference_fp32']:5.2f}x  "
             f"max|d| vs reference {r['max_abs_diff_vs_reference']:.2e}  "
             f"min cosine vs fp32 {r['min_cosine_vs_fp32']:.6f}"
         )
     # accuracy of the fast paths on more real images than one timed batch
     acc = torch.stack([pre(Image.open(p)) for p in real_jpegs(args.accuracy_images)])
     chunks = list(torch.split(acc, bs))
-    exact = torch.cat([encoders["ours_fp32"].encode_images_tensor(c) for c in chunks])
+    exact = torch.cat([encoders["ours_fp32"].encode_pixels(c) for c in chunks])
     result["accuracy_images"] = len(acc)
     for name, enc in encoders.items():
         if name == "ours_fp32":
             continue
-        out = torch.cat([enc.encode_images_tensor(c) for c in chunks])
+        out = torch.cat([enc.encode_pixels(c) for c in chunks])
         cos = float(F.cosine_similarity(out, exact, dim=-1).min())
         result["variants"][name]["min_cosine_vs_fp32_accuracy_set"] = cos
         print(f"{name:>15}: min cosine vs fp32 over {len(acc)} real images {cos:.6f}")
     if export_s is not None:
         print(f"onnx-int8 one-off export + quantisation: {export_s:.1f} s (cached afterwards)")
     result["targets"] = {"fp32_speedup_min": 1.0, "fast_path_speedup": 2.0, "min_cosine": 0.999}
-    print(f"wrote {write_result('image_speed', {'quick': args.quick, **result})}")
+    name = "image_speed" + ("_quick" if args.quick else "")
+    print(f"wrote {write_result(name, {'quick': args.quick, **result})}")
 
 
 if __name__ == "__main__":

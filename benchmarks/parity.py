@@ -5,7 +5,8 @@
 Builds open_clip 3.x's BiomedCLIP offline (random weights), saves its state dict as the released
 file layout, loads it with ``biomedclip.load``, and compares, on the 9 real example images and
 real prompts: preprocessing, image features, text features and logits (fp32, CPU). Also reports
-how many tokens each path spends on the prompts. Writes benchmarks/results/parity.json.
+how many tokens each path spends on the prompts. An accuracy comparison (no timing); writes
+benchmarks/results/parity.json with the machine, versions and load average (benchmarks/_bench.py).
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._reference import machine_info, write_result  # noqa: E402
-from tests.reference import build_reference, save_reference_checkpoint  # noqa: E402
+from benchmarks._bench import write_result  # noqa: E402
+from benchmarks._reference import build_reference, save_reference_checkpoint  # noqa: E402
 
 import biomedclip  # noqa: E402
 
@@ -42,8 +43,10 @@ def main() -> None:
     prompts += [q["question"] for q in vqa[:32]]
     torch.set_grad_enabled(False)
     with tempfile.TemporaryDirectory() as tmp:
-        ref, ref_pre, ref_tok = build_reference(hub, Path(tmp))
-        ckpt = save_reference_checkpoint(ref, Path(tmp) / "open_clip_pytorch_model.bin")
+        ref, ref_pre, ref_tok = build_reference(tmp, hub_dir=hub)
+        ckpt = save_reference_checkpoint(
+            ref, Path(tmp) / "reference" / "open_clip_pytorch_model.bin"
+        )
         ours, pre, tok = biomedclip.load(ckpt, tokenizer=hub)
         pil = [Image.open(p) for p in images]
         ref_px = torch.stack([ref_pre(im) for im in pil])
@@ -69,8 +72,8 @@ def main() -> None:
             "state_dict": {"tensors": len(ours.state_dict()), "parameters": ours.num_parameters()},
             "tokens_per_prompt": {"reference": ref_ids.shape[1], "ours": batch.input_ids.shape[1]},
         }
-    print(json.dumps({**res, "machine": machine_info()}, indent=2))
-    write_result("parity", res)
+    print(json.dumps(res, indent=2))
+    print(f"wrote {write_result('parity', res)}")
     ok = all(v <= 1e-5 for k, v in res["max_abs_diff"].items() if k not in ("logits",))
     ok = ok and res["max_abs_diff"]["logits"] <= 1e-3
     print("PARITY OK" if ok else "PARITY FAILED")

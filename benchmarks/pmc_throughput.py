@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
-import platform
 import shutil
+import statistics
 import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("BIOMEDCLIP_SHARED_DATA", ROOT.parent / "shared" / "data"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench import interleaved, summarise, write_result  # noqa: E402
+from _reference import SHARED  # noqa: E402
 
 
 def _make_package(args) -> tuple[str, int]:
@@ -56,7 +56,6 @@ def run(corpus: Path, out: Path, workers: int, tokenizer: str) -> dict:
     from biomedclip.pmc.pipeline import Pipeline
 
     shutil.rmtree(out, ignore_errors=True)
-    load_before = os.getloadavg()[0]
     cfg = BuildConfig(
         out=out,
         listing=ListConfig(local_dir=str(corpus)),
@@ -94,7 +93,6 @@ def run(corpus: Path, out: Path, workers: int, tokenizer: str) -> dict:
         "pairs_per_s": pairs / total,
         "extract_pair_articles_per_s": n_art / (t1 - t0),
         "shards_digest": digest.hexdigest(),
-        "load_avg_1min": {"before": load_before, "after": os.getloadavg()[0]},
     }
 
 
@@ -105,13 +103,15 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="200 articles instead of 2,000")
     ap.add_argument("--articles", type=int, help="corpus size (default 2000, or 200 with --quick)")
     ap.add_argument(
+        "--repeats", type=int, help="timed runs per variant (default 3, 2 with --quick)"
+    )
+    ap.add_argument(
         "--keep", type=Path, help="build the corpus here and keep it (reused if present)"
     )
     ap.add_argument("--tokenizer", default=str(SHARED / "biomedclip_hub"), help="tokenizer folder")
     args = ap.parse_args()
     n = args.articles or (200 if args.quick else 2000)
-    import torch
-
+    repeats = args.repeats or (2 if args.quick else 3)
     tmp = Path(tempfile.mkdtemp(prefix="pmc_bench_"))
     corpus = args.keep or tmp / "corpus"
     try:
@@ -123,39 +123,62 @@ def main() -> None:
                 f"corpus: {n} packages, {size / 1e6:.0f} MB, built in {time.perf_counter() - t:.0f} s"
             )
         cores = os.cpu_count() or 1
-        results = [run(corpus, tmp / "out1", 1, args.tokenizer)]
-        if cores > 1:
-            results.append(run(corpus, tmp / f"out{cores}", cores, args.tokenizer))
-        for r in results:
-            print(
-                f"{r['workers']:>2} process(es), load avg {r['load_avg_1min']['before']:.1f}: "
-                f"{r['articles']} articles, {r['pairs']} pairs in "
-                f"{r['seconds']['total']:.1f} s -> {r['articles_per_s']:.1f} articles/s, "
-                f"{r['pairs_per_s']:.1f} pairs/s (extract+pair {r['seconds']['extract+pair']:.1f} s, "
-                f"dedup+split {r['seconds']['dedup+split']:.1f} s, write {r['seconds']['write']:.1f} s)"
+        runs: dict[str, list[dict]] = {}
+
+        def variant(workers: int):
+            name = "1_process" if workers == 1 else f"{workers}_processes"
+            runs[name] = []
+
+            def go():
+                runs[name].append(run(corpus, tmp / f"out{workers}", workers, args.tokenizer))
+
+            return name, go
+
+        variants = dict(variant(w) for w in sorted({1, cores}))
+        timings = interleaved(variants, repeats)  # the warm-up run also gives the shards digest
+        rows = summarise(timings, "1_process", items=n)
+        for name, results in runs.items():
+            first, timed = results[0], results[1:]
+            rows[name].update(
+                {
+                    "workers": first["workers"],
+                    "articles": first["articles"],
+                    "pairs": first["pairs"],
+                    "samples_written": first["samples_written"],
+                    "stage_median_s": {
+                        k: round(statistics.median(r["seconds"][k] for r in timed), 3)
+                        for k in first["seconds"]
+                    },
+                    "shards_digest": first["shards_digest"],
+                }
             )
-        identical = len({r["shards_digest"] for r in results}) == 1
-        speedup = results[-1]["articles_per_s"] / results[0]["articles_per_s"]
+            r = rows[name]
+            print(
+                f"{r['workers']:>2} process(es): {r['articles']} articles, {r['pairs']} pairs, "
+                f"median {r['median_s']:.1f} s -> {r['items_per_s']:.1f} articles/s "
+                f"(stages {r['stage_median_s']})"
+            )
+        digests = {r["shards_digest"] for results in runs.values() for r in results}
+        identical = len(digests) == 1
+        speedup = rows[list(rows)[-1]]["speedup_vs_1_process"]
         print(f"speed-up {cores} cores vs 1: {speedup:.2f}x; shards identical: {identical}")
-        out = {
-            "benchmark": "pmc_throughput",
-            "stages": "extract + pair + dedup/split + write (local packages, no download)",
-            "reference": "none (the PMC-15M pipeline code was not released); 1 process vs all cores",
-            "corpus": {"articles": n, "source": "8 real PMC .nxml repeated with generated images"},
-            "results": results,
-            "speedup_all_cores": speedup,
-            "shards_identical": identical,
-            "machine": {
-                "cpu_count": cores,
-                "platform": platform.platform(),
-                "python": platform.python_version(),
-                "torch": torch.__version__,
+        out = write_result(
+            "pmc_throughput" + ("_quick" if args.quick else ""),
+            {
+                "stages": "list + extract + pair + dedup/split + write + report (local packages)",
+                "reference": "none (the PMC-15M pipeline code was not released); 1 process vs all "
+                "cores, warmed up, runs interleaved",
+                "corpus": {
+                    "articles": n,
+                    "source": "8 real PMC .nxml repeated with generated images",
+                },
+                "repeats": repeats,
+                "variants": rows,
+                "speedup_all_cores": speedup,
+                "shards_identical_in_every_run": identical,
             },
-        }
-        dest = ROOT / "benchmarks" / "results" / "pmc_throughput.json"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_text(json.dumps(out, indent=2) + "\n")
-        print(f"wrote {dest}")
+        )
+        print(f"wrote {out}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

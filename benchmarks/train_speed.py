@@ -5,11 +5,14 @@ models hold identical weights (open_clip's model built offline from the released
 loaded from its state dict). CPU section: the full architecture at a small batch, fp32, with
 (a) the reference's inputs (text padded to 256 tokens) on both sides and (b) our data path's
 inputs (text padded to the longest caption); memory is the activation memory autograd saves for
-backward (exact, in one process; weights and optimizer state are the same on both sides). GPU
+backward (exact, in one process; weights and optimizer state are the same on both sides). Every
+case is warmed up (that step also measures the memory) and the timed steps are interleaved across
+cases (benchmarks/_bench.py), medians reported. ``--quick`` keeps the first 4 blocks of both
+towers (``--depth``) so that two models with AdamW state fit a small machine. GPU
 section (CUDA only; skipped with a message otherwise): batch 256, bf16 autocast, samples/s, peak
 allocated memory and model FLOPs utilisation (FLOPs counted with torch's FlopCounterMode).
 
-    python benchmarks/train_speed.py [--quick] [--batch-size 4] [--gpu-batch-size 256]
+    python benchmarks/train_speed.py [--quick] [--depth N] [--batch-size 4] [--gpu-batch-size 256]
 """
 
 from __future__ import annotations
@@ -19,13 +22,13 @@ import contextlib
 import resource
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _reference import build_reference, ours_from_reference, write_result  # noqa: E402
+from _bench import interleaved, write_result  # noqa: E402
+from _reference import build_reference, ours_from_reference  # noqa: E402
 from biomedclip.train.gradcache import contrastive_backward  # noqa: E402
 from biomedclip.train.loss import ClipLoss  # noqa: E402
 
@@ -91,23 +94,25 @@ def reference_step(model, loss_fn, opt, pixels, ids, autocast):
     opt.step()
 
 
-def timed(fn, steps: int, warmup: int, sync=lambda: None) -> float:
-    for _ in range(warmup):
-        fn()
-    sync()
-    t = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    sync()
-    return (time.perf_counter() - t) / steps
-
-
-def build_pair(tmp: str):
+def build_pair(tmp: str, depth: int | None):
     import open_clip
 
-    oc, _, oc_tok = build_reference(tmp)
-    ours, _, tok = ours_from_reference(oc, tmp)
+    oc, _, oc_tok = build_reference(tmp, depth=depth)
+    ours, _, tok = ours_from_reference(oc, tmp, depth=depth)
     return oc, oc_tok, ours, tok, open_clip
+
+
+def with_checkpointing(model, step):
+    """``step`` with gradient checkpointing on (off again afterwards: cases share the model)."""
+
+    def run():
+        model.set_grad_checkpointing(True)
+        try:
+            step()
+        finally:
+            model.set_grad_checkpointing(False)
+
+    return run
 
 
 def inputs(batch: int, oc_tok, tok, device):
@@ -122,9 +127,9 @@ def inputs(batch: int, oc_tok, tok, device):
 
 def cpu_section(args) -> dict:
     torch.manual_seed(0)
-    steps = 1 if args.quick else 3
+    steps = 3 if args.quick else 5
     with tempfile.TemporaryDirectory() as tmp:
-        oc, oc_tok, ours, tok, open_clip = build_pair(tmp)
+        oc, oc_tok, ours, tok, open_clip = build_pair(tmp, args.depth)
     oc.train()
     ours.train()
     pixels, ref_ids, ref_mask, ids, mask = inputs(args.batch_size, oc_tok, tok, "cpu")
@@ -145,29 +150,29 @@ def cpu_section(args) -> dict:
         ),
     }
 
-    def measure(name, fn, model):
+    cases["ours + gradient checkpointing, longest padding"] = with_checkpointing(
+        ours, lambda: ours_step(ours, opt_ours, pixels, ids, mask, none)
+    )
+    memory = {}
+    for (name, fn), model in zip(cases.items(), (oc, ours, ours, ours)):
         with SavedActivations(model.parameters()) as mem:
-            fn()  # also the warm-up step
-        sec = timed(fn, steps, 0)
+            fn()  # the warm-up step, which also measures the activation memory
+        memory[name] = mem.bytes / 2**20
+    timings = interleaved(cases, steps, warmup=0)
+    for name in cases:
+        sec = timings.median(name)
         rows[name] = {
             "samples_per_s": args.batch_size / sec,
             "step_s": sec,
-            "activation_mib": mem.bytes / 2**20,
+            "step_runs_s": [round(t, 4) for t in timings.runs[name]],
+            "activation_mib": memory[name],
         }
-
-    for (name, fn), model in zip(cases.items(), (oc, ours, ours)):
-        measure(name, fn, model)
-    ours.set_grad_checkpointing(True)
-    measure(
-        "ours + gradient checkpointing, longest padding",
-        lambda: ours_step(ours, opt_ours, pixels, ids, mask, none),
-        ours,
-    )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return {
         "batch_size": args.batch_size,
+        "depth": args.depth or "full (12 + 12 blocks)",
         "precision": "fp32",
-        "steps": steps,
+        "timed_steps_per_case": steps,
         "rows": rows,
         "process_peak_rss_gib": peak,
     }
@@ -183,7 +188,7 @@ def gpu_section(args) -> dict:
     dev = torch.device("cuda")
     steps, warmup = (5, 2) if args.quick else (20, 5)
     with tempfile.TemporaryDirectory() as tmp:
-        oc, oc_tok, ours, tok, open_clip = build_pair(tmp)
+        oc, oc_tok, ours, tok, open_clip = build_pair(tmp, None)
     oc, ours = oc.to(dev).train(), ours.to(dev).train()
     b = args.gpu_batch_size
     pixels, ref_ids, ref_mask, ids, mask = inputs(b, oc_tok, tok, dev)
@@ -211,9 +216,18 @@ def gpu_section(args) -> dict:
             mask,
         ),
     }
-    for label, (fn, t_ids, t_mask) in cases.items():
+    peak_mem = {}
+    for label, (fn, _, _) in cases.items():  # warm-up, one case at a time: its peak memory
         torch.cuda.reset_peak_memory_stats()
-        sec = timed(fn, steps, warmup, torch.cuda.synchronize)
+        for _ in range(warmup):
+            fn()
+        torch.cuda.synchronize()
+        peak_mem[label] = torch.cuda.max_memory_allocated() / 2**30
+    timings = interleaved(
+        {k: v[0] for k, v in cases.items()}, steps, warmup=0, sync=torch.cuda.synchronize
+    )
+    for label, (_, t_ids, t_mask) in cases.items():
+        sec = timings.median(label)
         with FlopCounterMode(display=False) as fc:
             ours.zero_grad()
             with bf16():
@@ -224,7 +238,7 @@ def gpu_section(args) -> dict:
         rows[label] = {
             "samples_per_s": b / sec,
             "step_s": sec,
-            "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30,
+            "peak_memory_gib": peak_mem[label],
             "train_flops_per_sample": flops_per_sample,
             "mfu": achieved / peak if peak else None,
         }
@@ -258,11 +272,20 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer timed steps")
     ap.add_argument("--batch-size", type=int, default=4, help="CPU batch (default 4)")
+    ap.add_argument(
+        "--depth",
+        type=int,
+        default=None,
+        help="CPU section: keep the first N blocks of both towers (default: all; 4 with --quick)",
+    )
     ap.add_argument("--gpu-batch-size", type=int, default=256)
     args = ap.parse_args()
+    if args.quick and args.depth is None:
+        args.depth = 4
     cpu = cpu_section(args)
     show(
-        f"CPU, full architecture, batch {cpu['batch_size']}, fp32 (one training step incl. AdamW)",
+        f"CPU, depth {cpu['depth']}, batch {cpu['batch_size']}, fp32 (one training step incl. "
+        "AdamW), median of interleaved steps",
         cpu,
     )
     gpu = gpu_section(args)

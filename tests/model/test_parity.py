@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from benchmarks._reference import build_reference, save_reference_checkpoint
 from PIL import Image
 
 import biomedclip
 from biomedclip.config import ModelConfig
 from biomedclip.model import BiomedCLIP
-from tests.reference import build_reference, save_reference_checkpoint
 
 TOL = 1e-5
 PROMPTS = [
@@ -26,8 +26,8 @@ PROMPTS = [
 @pytest.fixture(scope="module")
 def pair(hub_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("reference")
-    ref, ref_pre, ref_tok = build_reference(hub_dir, tmp)
-    ckpt = save_reference_checkpoint(ref, tmp / "open_clip_pytorch_model.bin")
+    ref, ref_pre, ref_tok = build_reference(tmp, hub_dir=hub_dir)
+    ckpt = save_reference_checkpoint(ref, tmp / "reference" / "open_clip_pytorch_model.bin")
     ours, pre, tok = biomedclip.load(ckpt, tokenizer=hub_dir)
     return ref, ref_pre, ref_tok, ours, pre, tok
 

@@ -9,11 +9,11 @@ import warnings
 
 import pytest
 import torch
+from benchmarks._reference import reference_dir
 
 from biomedclip.errors import TokenizerError
 from biomedclip.tokenizer import Tokenizer, clean_text
 from tests.conftest import shared_path
-from tests.reference import reference_dir
 
 SPECIAL = [
     "",  # handled separately (refused by default)
