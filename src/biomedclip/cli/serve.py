@@ -75,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
     settings = ServeSettings(
         model=args.model,
         device=args.device,
+        precision=getattr(args, "precision", None) or getattr(args, "dtype", "fp32"),
+        backend=getattr(args, "backend", "torch"),
         cache_dir=args.cache_dir,
         index=args.index,
         max_batch_size=args.max_batch_size,

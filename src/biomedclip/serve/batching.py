@@ -84,6 +84,7 @@ class DynamicBatcher:
         self._pending: deque[tuple[_Job, int, float]] = deque()
         self._cond = threading.Condition()
         self._stopping = False
+        self.submitted = 0  # rows accepted since start
         self._last_pass_s = 0.05
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{modality}", daemon=True)
         self._thread.start()
@@ -111,6 +112,7 @@ class DynamicBatcher:
             if len(self._pending) + len(job.rows) > self.max_queue:
                 raise QueueFull(self.modality, self.retry_after())
             self._pending.extend((job, i, now) for i in range(len(job.rows)))
+            self.submitted += len(job.rows)
             self.stats.depth(self.modality, len(self._pending))
             self._cond.notify()
         return job.future

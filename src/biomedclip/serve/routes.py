@@ -191,7 +191,8 @@ async def search(body: S.SearchRequest, request: Request):
         query = np.asarray(body.embedding, dtype=np.float32)[None]
         if query.shape[1] != rt.dim or not np.isfinite(query).all() or not np.abs(query).sum():
             raise InputError(f"embedding: need {rt.dim} finite numbers, not all zero")
-    hits = await run_in_threadpool(rt.searcher.search_vectors, query, body.top_k, body.modality)
+    where = {"modality": body.modality} if body.modality else None
+    hits = await run_in_threadpool(rt.searcher.search_vectors, query, body.top_k, where)
     out = []
     for h in hits[0]:
         meta = h.metadata

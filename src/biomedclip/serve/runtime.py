@@ -67,9 +67,9 @@ class Runtime:
         info = getattr(model, "load_info", None)
         self.sha256 = getattr(info, "sha256", None)
         if s.index:
-            from biomedclip.index import Searcher
+            from biomedclip.index import Searcher, VectorIndex
 
-            self.searcher = Searcher.from_model(model, tokenizer, preprocess, s.index)
+            self.searcher = Searcher(self.encoder, VectorIndex.open(s.index))
         self.explainer = Explainer(model, preprocess, tokenizer)
         common = dict(
             max_batch_size=s.max_batch_size,
