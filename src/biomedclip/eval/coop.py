@@ -94,7 +94,7 @@ def learn_prompts(
         opt = torch.optim.AdamW([learner.ctx], lr=settings.lr, weight_decay=0.0)
         feats = torch.from_numpy(np.asarray(X, np.float32)).to(learner.ctx.device)
         target = torch.from_numpy(np.asarray(y, np.int64)).to(learner.ctx.device)
-        scale = float(model.logit_scale.exp())
+        scale = float(model.logit_scale.detach().exp())
         losses = []
         with torch.enable_grad():
             for _ in range(settings.steps):
@@ -102,7 +102,7 @@ def learn_prompts(
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
         with torch.no_grad():
             weights = learner().cpu().numpy()
     finally:
@@ -120,19 +120,21 @@ def coop_few_shot(
 ) -> list[EvalResult]:  # fmt: skip
     """One :class:`EvalResult` per k (``task="coop"``): mean and ``*_std`` over ``seeds``."""
     settings = settings or CoOpSettings()
-    scale = float(model.logit_scale.exp())
+    scale = float(model.logit_scale.detach().exp())
     out = []
     for k in shots:
-        per_seed, final_losses = [], []
+        per_seed, first_losses, final_losses = [], [], []
         for s in seeds:
             idx = sample_shots(train.labels, k, s)
             w, losses = learn_prompts(
                 model, tokenizer, classnames, train.embeddings[idx], train.labels[idx], settings, s
             )
             per_seed.append(softmax(scale * test.embeddings @ w.T))
+            first_losses.append(losses[0] if losses else float("nan"))
             final_losses.append(losses[-1] if losses else float("nan"))
         cfg = {"k": k, "seeds": list(seeds), "method": "coop", "n_ctx": settings.n_ctx,
-               "steps": settings.steps, "lr": settings.lr, "final_loss": final_losses}  # fmt: skip
+               "steps": settings.steps, "lr": settings.lr, "first_loss": first_losses,
+               "final_loss": final_losses}  # fmt: skip
         out.append(
             summarise_seeds(
                 test.dataset, "coop", model_name, test, per_seed, cfg, n_resamples, seeds[0]
