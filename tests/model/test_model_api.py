@@ -8,11 +8,11 @@ import sys
 
 import pytest
 import torch
+from benchmarks._reference import reference_dir, save_reference_checkpoint
 
 import biomedclip
 from biomedclip.config import ModelConfig
 from biomedclip.model import BiomedCLIP
-from tests.reference import build_reference, reference_dir, save_reference_checkpoint
 
 TEXTS = ["a red circle on the left", "chest x ray", "brain mri scan with a large tumor"]
 
@@ -94,7 +94,11 @@ def test_cls_pooler_checkpoint_equals_open_clip(hub_dir, tmp_path):
     cfg = json.loads(cfg_path.read_text())
     cfg["model_cfg"]["text_cfg"]["hf_pooler_type"] = "cls_pooler"
     cfg_path.write_text(json.dumps(cfg))
-    ref, _, ref_tok = build_reference(hub_dir, tmp_path / "ref", seed=1, prepared=True)
+    import open_clip
+
+    torch.manual_seed(1)
+    ref, _, _ = open_clip.create_model_and_transforms(f"local-dir:{d}", pretrained_hf=False)
+    ref, ref_tok = ref.eval(), open_clip.get_tokenizer(f"local-dir:{d}")
     assert any(k.startswith("text.transformer.pooler.") for k in ref.state_dict())
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
