@@ -63,7 +63,10 @@ class Client:
         timeout: float = 60.0,
         retries: int = 2,
     ):
-        import httpx
+        try:
+            import httpx
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise BiomedCLIPError("the client needs httpx: pip install 'biomedclip[serve]'") from e
 
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)

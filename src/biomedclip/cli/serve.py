@@ -40,7 +40,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: %(default)s)")
     p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     g = p.add_argument_group("batching and limits")
-    g.add_argument("--max-batch-size", type=int, default=32, help="rows per forward pass")
+    g.add_argument(
+        "--max-batch-size",
+        "--batch-size",
+        dest="max_batch_size",
+        type=int,
+        default=32,
+        help="most rows (texts or images) per forward pass (default: %(default)s)",
+    )
     g.add_argument(
         "--max-wait-ms", type=float, default=5.0, help="how long a batch waits to fill (ms)"
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from biomedclip.errors import InputError
 from biomedclip.io_utils import atomic_write_bytes
 
 
@@ -20,7 +21,10 @@ def normalise(grid: np.ndarray) -> np.ndarray:
 
 def colourise(grid: np.ndarray, size: tuple[int, int], cmap: str = "jet") -> Image.Image:
     """The normalised grid upsampled (bicubic) to ``size`` and coloured with a matplotlib map."""
-    from matplotlib import colormaps
+    try:
+        from matplotlib import colormaps
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise InputError("heatmap colours need matplotlib: pip install matplotlib") from e
 
     g = Image.fromarray(normalise(grid), mode="F").resize(size, Image.Resampling.BICUBIC)
     values = np.clip(np.asarray(g), 0.0, 1.0)

@@ -195,16 +195,17 @@ function renderHits(hits) {
     } else {
       const d = document.createElement("div");
       d.className = "textonly";
-      d.textContent = "text";
+      d.textContent = h.caption ? "“" + h.caption + "”" : "(text)";
       b.appendChild(d);
       b.disabled = true;
+      b.title = "a text row";
     }
     const meta = document.createElement("div");
     meta.innerHTML = '<span class="score"></span> · <span class="id muted"></span>';
     meta.querySelector(".score").textContent = "#" + h.rank + "  " + h.score.toFixed(3);
     meta.querySelector(".id").textContent = h.id;
     b.appendChild(meta);
-    if (h.caption) {
+    if (h.caption && h.has_image) {
       const c = document.createElement("div");
       c.className = "caption";
       c.textContent = h.caption;
