@@ -22,6 +22,7 @@ _EXPORTS = {
     "ModelConfig": "biomedclip.config",
     "BiomedCLIPError": "biomedclip.errors",
     "errors": "biomedclip.errors",
+    "export": "biomedclip.export",
     "load": "biomedclip.factory",
     "load_model": "biomedclip.factory",
     "load_tokenizer": "biomedclip.factory",
@@ -60,6 +61,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from biomedclip import errors
     from biomedclip.config import DEFAULT_MODEL, ModelConfig
     from biomedclip.errors import BiomedCLIPError
+    from biomedclip.export import export
     from biomedclip.factory import load, load_model, load_tokenizer
     from biomedclip.imaging import load_image
     from biomedclip.model import BiomedCLIP, create_model

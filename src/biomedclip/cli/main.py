@@ -21,12 +21,16 @@ COMMANDS = (
     "embed",
     "info",
     "convert",
+    "export",
     "train",
     "pmc",
     "show",
     "index",
     "search",
     "eval",
+    "serve",
+    "explain",
+    "vqa",
 )
 
 DESCRIPTION = """\
