@@ -33,9 +33,9 @@ def test_zero_shot_equals_open_clip(hub_dir, example_images, tmp_path):
     )
 
     enc = Encoder(model, preprocess, tokenizer)
-    result = evaluate_zeroshot(
-        enc, compute_features(enc, ds, None), names, spec.templates, n_resamples=0
-    )
+    feats = compute_features(enc, ds, None)
+    result = evaluate_zeroshot(enc, feats, names, spec.templates, n_resamples=0)
+    ours_w = enc.classifier(names, spec.templates).numpy()
 
     with torch.inference_mode():  # open_clip, the way its zero-shot classifier is built
         weights = []
