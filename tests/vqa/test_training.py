@@ -71,14 +71,14 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path, vqa_rad_dir, hub_to
         [sys.executable, "-m", "biomedclip.cli.main", "vqa", "train", str(b)],
         cwd=REPO,
         env=cli_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
     )
     killed, deadline = False, time.monotonic() + 600
     try:
-        for line in p.stdout:
+        for line in p.stderr:
             if "saved checkpoint" in line and "step_00000004" in line:
                 os.killpg(p.pid, signal.SIGKILL)
                 killed = True

@@ -67,6 +67,7 @@ def register(subparsers) -> None:
         help="override a config key, e.g. --set train.epochs=10 (repeatable)",
     )
     t.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    add_json_flag(t)
     t.set_defaults(func=run_train)
 
     e = sub.add_parser(
@@ -111,9 +112,22 @@ def run_train(args: argparse.Namespace) -> int:
     if args.print_config:
         print_json(cfg.to_dict())
         return 0
+    from biomedclip.cli.train import _log_progress_to_stderr
     from biomedclip.vqa.trainer import train_vqa
 
-    train_vqa(cfg)
+    _log_progress_to_stderr()
+    summary = train_vqa(cfg)
+    if "final_model" not in summary:  # not rank 0 of a torchrun job
+        return 0
+    if args.json:
+        print_json(summary)
+    else:
+        closed, opened = summary.get("test_closed_accuracy"), summary.get("test_open_accuracy")
+        scores = "" if closed is None else f"; test closed {closed:.3f} / open {opened:.3f}"
+        print(
+            f"trained {summary['steps']} steps: final loss {summary['final_loss']:.4f}{scores}; "
+            f"model in {summary['final_model']}"
+        )
     return 0
 
 

@@ -205,6 +205,18 @@ class Encoder:
             return torch.zeros(0, self.dim, device=self.device)
         return torch.cat(out)
 
+    @torch.no_grad()  # not inference_mode: training (VQA on cached features) reuses the tokens
+    def encode_pixel_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Image tokens ``[B, 1 + n_patches, width]`` (float32; after the ViT's final norm, [CLS]
+        first) of preprocessed pixels at ``precision``: the input of fusion models (VQA)."""
+        step, out = self.settings.batch_size, []
+        for start in range(0, len(pixels), step):
+            chunk = pixels[start : start + step].to(self.device, non_blocking=True)
+            with self.autocast():
+                _, tokens = self.model.encode_image(chunk, return_tokens=True)
+            out.append(tokens.float())
+        return torch.cat(out) if out else torch.zeros(0)
+
     @torch.inference_mode()
     def encode_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Unit text embeddings ``[B, D]`` (float32) of one token batch."""

@@ -19,11 +19,9 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from torch.utils.data import DataLoader, Dataset
 
 from biomedclip.checkpoint.save import atomic_save_safetensors
-from biomedclip.errors import BiomedCLIPError
-from biomedclip.imaging import load_image
+from biomedclip.imaging import ReadOptions
 from biomedclip.io_utils import atomic_write_json
 from biomedclip.model import BiomedCLIP
 
@@ -52,26 +50,6 @@ def cache_key(model: BiomedCLIP) -> str:
         "vision": dataclasses.asdict(model.config.vision),
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:24]
-
-
-class _Images(Dataset):
-    def __init__(self, paths: Sequence[str], preprocess: Callable):
-        self.paths, self.preprocess = list(paths), preprocess
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int):
-        try:
-            return i, self.preprocess(load_image(self.paths[i], mode=None)), None
-        except BiomedCLIPError as e:
-            return i, None, str(e)
-        except Exception as e:  # noqa: BLE001 - one bad file never stops the job
-            return i, None, f"{self.paths[i]}: {type(e).__name__}: {e}"
-
-
-def _collate(batch):
-    return batch
 
 
 class FeatureCache:
@@ -133,29 +111,40 @@ class FeatureCache:
             log.warning("%d image(s) could not be read", len(self.failures))
         return {p: have[p] for p in paths if p in have}
 
-    @torch.no_grad()  # not inference_mode: training reuses the tokens as inputs
     def _encode(self, chunk, batch_size, workers, progress):
-        loader = DataLoader(
-            _Images(chunk, self.preprocess),
-            batch_size=batch_size,
-            num_workers=workers,
-            collate_fn=_collate,
+        """Decode through the encoding engine's image stream (imaging reader, preprocess, failures
+        per item) and encode with :meth:`Encoder.encode_pixel_tokens`."""
+        from torch.utils.data import DataLoader
+
+        from biomedclip.embedding import Encoder, EncoderSettings
+        from biomedclip.embedding.batching import ImageBatchStream, identity_collate
+        from biomedclip.embedding.inputs import image_items
+
+        read = ReadOptions(mode=None, wsi="thumbnail")
+        encoder = Encoder(
+            self.model, self.preprocess, settings=EncoderSettings(batch_size=batch_size, read=read)
         )
-        device = next(self.model.parameters()).device
+        stream = ImageBatchStream(
+            image_items(chunk, ids=chunk), encoder.preprocess, batch_size, options=read
+        )
+        loader = DataLoader(
+            stream, batch_size=None, num_workers=workers, collate_fn=identity_collate
+        )
         names, tokens = [], []
         if progress:
             from tqdm import tqdm
 
             loader = tqdm(loader, desc="caching image tokens", unit="batch")
         for batch in loader:
-            good = [(i, px) for i, px, err in batch if px is not None]
-            for i, _, err in batch:
-                if err is not None:
-                    self.failures[chunk[i]] = err
-            if not good:
+            for f in batch.failures:
+                self.failures[f.id] = f.error
+            if batch.pixels is None:
                 continue
-            pixels = torch.stack([px for _, px in good]).to(device)
-            _, tok = self.model.encode_image(pixels, return_tokens=True)
-            names += [chunk[i] for i, _ in good]
-            tokens += list(tok.float().cpu().unbind(0))
+            tok = encoder.encode_pixel_tokens(batch.pixels).cpu()
+            seen: set[int] = set()
+            for row, owner in enumerate(batch.owners):  # multi-frame inputs: the first image
+                if owner not in seen:
+                    seen.add(owner)
+                    names.append(batch.items[owner].id)
+                    tokens.append(tok[row])
         return names, tokens

@@ -33,7 +33,7 @@ from biomedclip.vqa.config import VQAConfig
 from biomedclip.vqa.data import QAItem, available_splits, load_split
 from biomedclip.vqa.model import VQAModel, full_state
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("biomedclip.train.vqa")  # progress on stderr like `train`
 
 
 def load_splits(cfg: VQAConfig) -> dict[str, list[QAItem]]:
@@ -124,7 +124,7 @@ class VQATrainer:
 
     def _say(self, msg: str) -> None:
         if self.dist.is_main:
-            print(msg, flush=True)
+            log.info(msg)
 
     # ---- set-up -----------------------------------------------------------------------------
     def setup(self) -> None:
@@ -250,7 +250,7 @@ class VQATrainer:
                 self.cfg.output.keep_last,
                 export=lambda p: self.model.save_pretrained(p, self.tokenizer),
             )
-            print(f"saved checkpoint {path}", flush=True)
+            log.info("saved checkpoint %s", path)
         barrier()
 
     def _resume_point(self) -> Path | None:
@@ -409,7 +409,7 @@ class VQATrainer:
                 self.model.save_pretrained(self.out_dir / "final", self.tokenizer)
             )
             atomic_write_json(self.out_dir / "summary.json", summary)
-            print(f"done; model in {summary['final_model']}", flush=True)
+            log.info("done; model in %s", summary["final_model"])
         self.logger.close()
         barrier()
         return summary

@@ -1,0 +1,82 @@
+"""`biomedclip vqa eval` and `vqa ask` on a briefly trained tiny model; help texts; bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.train.conftest import run_cli
+from tests.vqa.conftest import tiny_vqa_config
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, vqa_rad_dir, hub_tokenizer_dir):
+    from biomedclip.vqa.config import config_from_dict
+    from biomedclip.vqa.trainer import train_vqa
+
+    out = tmp_path_factory.mktemp("vqa_cli")
+    cfg = tiny_vqa_config(
+        out / "run",
+        vqa_rad_dir,
+        hub_tokenizer_dir,
+        data={"limit_train": 64, "vocabulary": "closed-world"},
+        train={"steps": 2, "global_batch_size": 32},
+    )
+    summary = train_vqa(config_from_dict(cfg))
+    assert summary["vocabulary"] == "closed-world" and "test_closed_accuracy" in summary
+    return out
+
+
+def test_eval_writes_reports(trained, vqa_rad_dir):
+    out = trained / "report"
+    proc = run_cli(
+        [
+            "vqa",
+            "eval",
+            "--model",
+            str(trained / "run" / "final"),
+            "--dataset",
+            "vqa_rad",
+            "--root",
+            str(vqa_rad_dir),
+            "--out",
+            str(out),
+            "--bootstrap",
+            "100",
+            "--json",
+        ],
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["vocabulary"] == "closed-world" and report["metrics"]["overall"]["n"] == 451
+    # closed-world vocabulary: every test answer is in it
+    assert report["metrics"]["out_of_vocabulary"]["overall"] == 0
+    assert report["published"] == {"open": 67.6, "closed": 79.8}
+    md = (out / "report.md").read_text()
+    assert "closed-world" in md and "| closed | 272 |" in md
+    rows = (out / "predictions.jsonl").read_text().splitlines()
+    assert len(rows) == 451 and json.loads(rows[0])["top"]
+
+
+def test_ask_dicom_json_and_errors(trained):
+    pydicom = pytest.importorskip("pydicom")
+    dcm = pydicom.data.get_testdata_file("CT_small.dcm")
+    model = str(trained / "run" / "final")
+    proc = run_cli(
+        ["vqa", "ask", dcm, "Is there a mass?", "--model", model, "--top", "3", "--json"]
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    answers = json.loads(proc.stdout)["answers"]
+    assert len(answers) == 3 and all(0 <= a["probability"] <= 1 for a in answers)
+    proc = run_cli(["vqa", "ask", str(trained / "nope.png"), "Is there a mass?", "--model", model])
+    assert proc.returncode == 2 and "nope.png" in proc.stderr
+    proc = run_cli(["vqa", "ask", dcm, "Q?", "--model", str(trained)])
+    assert proc.returncode == 2 and "not a VQA model" in proc.stderr
+
+
+def test_help_has_examples():
+    for cmd in ("train", "eval", "ask"):
+        proc = run_cli(["vqa", cmd, "--help"])
+        assert proc.returncode == 0 and "examples:" in proc.stdout
