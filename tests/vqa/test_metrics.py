@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import pytest
 
 from biomedclip.vqa.data import QAItem
 from biomedclip.vqa.metrics import (
-    bootstrap_ci,
     majority_baseline,
     markdown_report,
     score,
@@ -64,12 +60,13 @@ def test_score_by_hand():
 
 
 def test_bootstrap_interval():
-    assert bootstrap_ci(np.ones(20)) == (1.0, 1.0)
-    values = np.array([1.0] * 50 + [0.0] * 50)
-    lo, hi = bootstrap_ci(values, n_boot=2000, seed=0)
+    half = [qa("yes", "CLOSED", "PRES")] * 100
+    m = score(half, ["yes"] * 50 + ["no"] * 50, n_boot=2000, seed=0)
+    lo, hi = m["closed"]["accuracy_ci95"]
     # binomial standard error sqrt(.25/100) = 0.05: the 95 % interval is about 0.40-0.60
     assert 0.38 <= lo <= 0.42 and 0.58 <= hi <= 0.62
-    assert all(math.isnan(x) for x in bootstrap_ci(np.array([])))
+    assert score(half[:20], ["yes"] * 20, n_boot=100)["closed"]["accuracy_ci95"] == (1.0, 1.0)
+    assert "accuracy" not in score(half[:3], ["yes"] * 3)["open"]  # no open questions
 
 
 def test_majority_baseline_and_markdown():

@@ -1,5 +1,5 @@
 """VQA scores: accuracy (closed / open / overall), token-level F1, per answer and question type,
-bootstrap 95 % intervals, and the JSON / Markdown report with the published numbers alongside.
+bootstrap 95 % intervals (:mod:`biomedclip.eval.bootstrap`), and the JSON / Markdown report with the published numbers alongside.
 
 A prediction is correct when it equals the normalised gold answer. A question whose gold answer is
 not in the model's vocabulary can never be answered and counts as wrong (the report gives how many
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from biomedclip.eval.bootstrap import bootstrap_ci
 from biomedclip.vqa.answers import answer_tokens
 from biomedclip.vqa.data import QAItem
 
@@ -35,27 +36,21 @@ def token_f1(pred: str | None, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def bootstrap_ci(
-    values: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.95
-) -> tuple[float, float]:
-    """Percentile interval of the mean of ``values`` over ``n_boot`` resamples (with replacement)."""
-    if len(values) == 0:
-        return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(values), size=(n_boot, len(values)))
-    means = values[idx].mean(axis=1)
-    lo, hi = np.percentile(means, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
-    return float(lo), float(hi)
-
-
 def _summary(correct: np.ndarray, f1: np.ndarray, n_boot: int, seed: int) -> dict:
     out: dict = {"n": int(len(correct))}
     if len(correct) == 0:
         return out
+    ci = bootstrap_ci(
+        lambda c, f: {"accuracy": c.mean(axis=-1), "f1": f.mean(axis=-1)},  # [resamples, n]
+        correct,
+        f1,
+        n_boot,
+        seed,
+    )
     out["accuracy"] = float(correct.mean())
-    out["accuracy_ci95"] = bootstrap_ci(correct, n_boot, seed)
+    out["accuracy_ci95"] = ci.get("accuracy", (float("nan"), float("nan")))
     out["f1"] = float(f1.mean())
-    out["f1_ci95"] = bootstrap_ci(f1, n_boot, seed + 1)
+    out["f1_ci95"] = ci.get("f1", (float("nan"), float("nan")))
     return out
 
 
