@@ -43,6 +43,15 @@ examples:
 """
 
 
+def _command(sub, name: str, help: str, description: str) -> argparse.ArgumentParser:
+    return sub.add_parser(
+        name,
+        help=help,
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "vqa",
@@ -51,12 +60,7 @@ def register(subparsers) -> None:
     )
     sub = p.add_subparsers(dest="vqa_command", metavar="COMMAND", required=True)
 
-    t = sub.add_parser(
-        "train",
-        help="fine-tune from a config",
-        description=TRAIN_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    t = _command(sub, "train", "fine-tune from a config", TRAIN_DESCRIPTION)
     t.add_argument("config", help="VQA training config (.yaml, .yml or .toml)")
     t.add_argument(
         "--set",
@@ -70,12 +74,7 @@ def register(subparsers) -> None:
     add_json_flag(t)
     t.set_defaults(func=run_train)
 
-    e = sub.add_parser(
-        "eval",
-        help="score a model on a split",
-        description=EVAL_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    e = _command(sub, "eval", "score a model on a split", EVAL_DESCRIPTION)
     e.add_argument("--model", required=True, help="a VQA model directory (OUTPUT/final)")
     e.add_argument("--dataset", required=True, choices=["vqa_rad", "slake", "files"])
     e.add_argument("--root", default=None, help="dataset folder (files: base of image paths)")
@@ -90,12 +89,7 @@ def register(subparsers) -> None:
     add_json_flag(e)
     e.set_defaults(func=run_eval)
 
-    a = sub.add_parser(
-        "ask",
-        help="answer a question about an image",
-        description=ASK_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    a = _command(sub, "ask", "answer a question about an image", ASK_DESCRIPTION)
     a.add_argument("image", help="image file (any supported format)")
     a.add_argument("question", help="the question, in quotes")
     a.add_argument("--model", required=True, help="a VQA model directory (OUTPUT/final)")
