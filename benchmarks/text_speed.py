@@ -1,6 +1,6 @@
 """Text encoding speed: ours vs open_clip on the same weights and texts, in one process.
 
-Two workloads of 128 texts (one batch for the reference): short zero-shot prompts (<= 16 tokens)
+Two workloads of 128 texts (32 with --quick; one batch for the reference): short zero-shot prompts (<= 16 tokens)
 and caption-length passages of real PMC text (60-120 tokens). The reference pads every text to 256
 tokens (its tokenizer's fixed context); ours goes through the one encoding engine
 (``Encoder.encode_texts``: texts sorted by length, each batch padded only to its longest text, with
@@ -72,7 +72,10 @@ def bench(name, texts, oc, oc_tok, enc, tok, repeats: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="3 repetitions instead of 7")
+    ap.add_argument(
+        "--quick", action="store_true", help="32 texts per workload and 3 repetitions (not 128, 7)"
+    )
+    ap.add_argument("--texts", type=int, default=None, help="texts per workload (at most 128)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     args = ap.parse_args()
     if args.threads:
@@ -82,10 +85,12 @@ def main() -> None:
         ours, _, tok = ours_from_reference(oc, tmp)
     enc = Encoder(ours, tokenizer=tok, settings=EncoderSettings("fp32", text_batch_size=128))
     repeats = 3 if args.quick else 7
+    n = args.texts or (32 if args.quick else 128)
+    prompts, captions = short_prompts(tok)[:n], caption_texts(tok)[:n]
     results = {
         "repeats": repeats,
-        "short_prompts": bench("prompts", short_prompts(tok), oc, oc_tok, enc, tok, repeats),
-        "captions": bench("captions", caption_texts(tok), oc, oc_tok, enc, tok, repeats),
+        "short_prompts": bench("prompts", prompts, oc, oc_tok, enc, tok, repeats),
+        "captions": bench("captions", captions, oc, oc_tok, enc, tok, repeats),
         "targets": {"short_prompts_speedup": 20.0, "captions_speedup": 2.0, "max_abs_diff": 1e-5},
     }
     out = write_result("text_speed" + ("_quick" if args.quick else ""), results)
