@@ -1,20 +1,22 @@
-"""Vector-index speed and accuracy: 1M random 512-d unit vectors, top-10 queries.
+"""Vector-index speed and recall on a realistic embedding set, at 100k and 1M vectors.
 
-For each layout that ``biomedclip index build`` can choose (flat = exact, hnsw, ivfpq, ivfpq with
-exact re-scoring), built through ``biomedclip.index.build_index_from_arrays`` and queried through
-``VectorIndex``, this prints the build time, the index size, the p50/p95 latency of single top-10
-queries (one FAISS thread; FAISS search alone and with the metadata lookup) and recall@10 against exact search
-(``IndexFlatIP`` on the same vectors: the reference). Two synthetic data sets:
+Data: :mod:`biomedclip.index.synthetic` (a CLIP-like clustered mixture: a shared cone, a
+power-law anisotropic spectrum, 1,000 Zipf-sized topics x 8 sub-clusters, 5% near-duplicates),
+with the default profile or one fitted to a real embedding dataset (``--profile-from EMB_DIR``).
+Every set is written as a real embedding dataset (``biomedclip.embedding.store``) with metadata
+columns (modality, split, journal, year, label) and indexed by ``build_index`` exactly as
+``biomedclip index build`` does. Queries are fresh draws of the mixture (not in the set); the
+reference is exact brute-force search (FAISS ``IndexFlatIP``) on the same vectors, computed once
+and cached with the vectors (``--cache``).
 
-* ``uniform``: i.i.d. Gaussian directions, the worst case for any approximate index (every
-  point is almost equally far from every other);
-* ``clustered``: points around 10,000 random centres (cosine to the centre ~0.8), closer to real
-  embedding collections, which are strongly clustered.
+Per layout: build time (incl. training and recall-targeted tuning), the tuned parameters and the
+recall measured at build time, recall@10 on 1,000 fresh queries, single-query p50/p95 latency on
+one thread (FAISS alone, and with metadata rows), batch throughput (all threads), filtered search
+(recall against the filtered brute force, top-k fill) and the time to open the (memory-mapped)
+index and answer a first query. At 10M the figures are an extrapolation with the memory
+arithmetic (labelled as such), unless ``--sizes`` includes 10000000.
 
-Approximate layouts are also queried at larger ``ef_search`` / ``nprobe`` (the speed/recall knob
-of ``biomedclip search``).
-
-Usage: ``python benchmarks/index_speed.py [--quick] [--n N] [--kinds flat,hnsw,ivfpq]``.
+    python benchmarks/index_speed.py [--sizes 100000,1000000] [--layouts auto,ivfpq-sq8]
 """
 
 from __future__ import annotations
@@ -23,228 +25,291 @@ import argparse
 import gc
 import json
 import os
-import platform
 import shutil
-import tempfile
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from biomedclip.index import IndexSpec, build_index_from_arrays
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _reference import machine_info  # noqa: E402
+from biomedclip.embedding.store import read_embeddings, write_embeddings  # noqa: E402
+from biomedclip.index import IndexSpec, VectorIndex, build_index  # noqa: E402
+from biomedclip.index.synthetic import VectorProfile, generate, queries  # noqa: E402
 
-SWEEPS = {"hnsw": ("ef_search", (256, 512)), "ivfpq": ("nprobe", (128, 512))}
 RESULTS = Path(__file__).resolve().parent / "results" / "index_speed.json"
+LAYOUTS = {
+    "auto": IndexSpec(),
+    "flat": IndexSpec(kind="flat"),
+    "ivfpq-sq8": IndexSpec(kind="ivfpq", refine="sq8"),  # auto's choice beyond the RAM budget
+    "ivf": IndexSpec(kind="ivf"),  # IVF-Flat: full vectors in the lists
+    "hnsw": IndexSpec(kind="hnsw"),
+}
+K = 10
+JOURNALS = 50
+FILTERS = {  # a broad and a selective filter on the metadata columns
+    "modality=image,year>=2018": ["modality=image", "year>=2018"],
+    "journal=j7 (2%)": ["journal=j7"],
+}
 
 
-def unit(x: np.ndarray) -> np.ndarray:
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x
-
-
-def make_data(
-    kind: str, n: int, n_queries: int, dim: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    total = n + n_queries
-    if kind == "uniform":
-        x = rng.standard_normal((total, dim), dtype=np.float32)
-    else:
-        centres = unit(rng.standard_normal((10_000, dim), dtype=np.float32))
-        x = np.empty((total, dim), dtype=np.float32)
-        for start in range(0, total, 100_000):
-            stop = min(start + 100_000, total)
-            noise = rng.standard_normal((stop - start, dim), dtype=np.float32) * (
-                0.75 / np.sqrt(dim)
-            )
-            x[start:stop] = centres[rng.integers(0, len(centres), stop - start)] + noise
-    unit(x)
-    return x[:n], x[n:]
-
-
-def rss_gib() -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 2**20
-    except OSError:
-        pass
+def rss_gib(field: str = "VmRSS") -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 2**20
     return float("nan")
 
 
-def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
-    k = truth.shape[1]
-    return float(np.mean([len(set(f[f >= 0]) & set(t)) / k for f, t in zip(found, truth)]))
+def metadata(n: int, seed: int) -> dict[str, list]:
+    rng = np.random.default_rng(seed)
+    return {
+        "split": rng.choice(["train", "val", "test"], n, p=[0.8, 0.1, 0.1]).tolist(),
+        "journal": [f"j{j}" for j in rng.integers(0, JOURNALS, n)],
+        "year": rng.integers(2000, 2025, n).astype(np.int32).tolist(),
+        "label": rng.integers(0, 20, n).astype(np.int32).tolist(),
+    }
 
 
-def time_single_queries(fn, queries: np.ndarray) -> list[float]:
-    fn(queries[:1])  # warm-up
-    times = []
-    for q in queries:
+def dataset(profile: VectorProfile, n: int, n_queries: int, cache: Path, seed: int = 0):
+    """The embedding dataset directory, the queries and the exact top-k (all cached)."""
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps(profile.to_dict(), sort_keys=True).encode()).hexdigest()
+    key = f"{digest[:10]}-{n}-{n_queries}-{seed}"
+    d = cache / key
+    emb, qfile, tfile = d / "embeddings", d / "queries.npy", d / "truth.npy"
+    if not (emb / "manifest.json").is_file():
         t = time.perf_counter()
-        fn(q[None])
-        times.append(time.perf_counter() - t)
-    return times
+        x = generate(profile, n, seed)
+        half = n // 2
+        meta = metadata(n, seed)
+        write_embeddings(
+            emb,
+            [f"f{i}" for i in range(n)],
+            x,
+            model="benchmark:synthetic",
+            modality=["image"] * half + ["text"] * (n - half),
+            metadata=meta,
+            overwrite=True,
+        )
+        print(f"  wrote {n:,} vectors in {time.perf_counter() - t:.0f}s", flush=True)
+        del x
+    if not tfile.is_file():
+        import faiss
+
+        _, x, table = read_embeddings(emb)
+        q = queries(profile, n_queries, seed)
+        t = time.perf_counter()
+        _, truth = faiss.knn(q, x, K, metric=faiss.METRIC_INNER_PRODUCT)
+        mask_truth = {}
+        from biomedclip.index.filters import filter_mask
+
+        for name, where in FILTERS.items():
+            rows = np.flatnonzero(filter_mask(table, where))
+            _, sub = faiss.knn(
+                q, np.ascontiguousarray(x[rows]), K, metric=faiss.METRIC_INNER_PRODUCT
+            )
+            mask_truth[name] = rows[sub]
+        print(f"  exact ground truth in {time.perf_counter() - t:.0f}s", flush=True)
+        np.save(qfile, q)
+        np.savez(d / "filtered_truth.npz", **{str(i): v for i, v in enumerate(mask_truth.values())})
+        np.save(tfile, truth)
+        del x, table
+    filt = np.load(d / "filtered_truth.npz")
+    filtered = {name: filt[str(i)] for i, name in enumerate(FILTERS)}
+    return emb, np.load(qfile), np.load(tfile), filtered
 
 
-def run_layout(name, spec, base, queries, truth, lat_queries, work, k):
-    ids = [f"v{i}" for i in range(len(base))]
-    t0 = time.perf_counter()
-    index = build_index_from_arrays(ids, base, work / name, model="benchmark-random", spec=spec)
-    build_s = time.perf_counter() - t0
-    size = sum(p.stat().st_size for p in (work / name).iterdir())
-    _, found = index.search_vectors(queries, k)
-    rec = recall_at_k(found, truth)
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(f[f >= 0]) & set(t)) / len(t) for f, t in zip(found, truth)]))
+
+
+def single_query_ms(fn, qs: np.ndarray) -> list[float]:
     import faiss
 
     threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)  # one query, one thread: OpenMP on busy cores is far slower
+    faiss.omp_set_num_threads(1)  # one interactive query, one thread
     try:
-        raw = time_single_queries(lambda q: index.search_vectors(q, k), lat_queries)
-        full = time_single_queries(lambda q: index.search(q, k), lat_queries)
+        fn(qs[:1])
+        out = []
+        for q in qs:
+            t = time.perf_counter()
+            fn(q[None])
+            out.append(1e3 * (time.perf_counter() - t))
+        return out
     finally:
         faiss.omp_set_num_threads(threads)
+
+
+def stats(ms: list[float]) -> dict:
+    return {
+        "p50_ms": round(float(np.median(ms)), 3),
+        "p95_ms": round(float(np.percentile(ms, 95)), 3),
+    }
+
+
+def open_and_first_query(directory: Path, q: np.ndarray) -> dict:
+    """Cold start of `search` minus the model: a fresh process opens the index and queries."""
+    import subprocess
+
+    code = (
+        "import time, numpy as np; t=time.perf_counter(); "
+        "from biomedclip.index import VectorIndex; "
+        f"ix=VectorIndex.open({str(directory)!r}); q=np.load({str(directory / 'q.npy')!r}); "
+        "h=ix.search(q, 10); t1=time.perf_counter()-t; "
+        "rss=[int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmRSS')][0]; "
+        "print(round(t1, 3), round(rss / 2**20, 3))"
+    )
+    np.save(directory / "q.npy", q[:1])
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - t
+    inner, rss = map(float, out.stdout.split())
+    return {"open_and_first_query_s": inner, "process_wall_s": round(wall, 3), "rss_gib": rss}
+
+
+def run_layout(name: str, emb: Path, work: Path, q, truth, filtered, n_lat: int) -> dict:
+    import faiss
+
+    out = work / name
+    t = time.perf_counter()
+    m = build_index(emb, out, LAYOUTS[name], overwrite=True).manifest  # index freed here
+    build_s = time.perf_counter() - t
+    size = sum(p.stat().st_size for p in out.iterdir())
+    gc.collect()
+    index = VectorIndex.open(out)  # memory-mapped, as `search` opens it
+    lat = q[:n_lat] if name != "flat" else q[: min(n_lat, 30)]
     row = {
         "layout": name,
-        "kind": index.kind,
-        "params": index.manifest.params,
-        "build_s": round(build_s, 2),
+        "kind": m.kind,
+        "params": m.params,
+        "tuning": {k: v for k, v in m.tuning.items() if k != "grid"},
+        "tuning_grid": m.tuning.get("grid"),
+        "memory_estimate_gib": round(m.memory_bytes / 2**30, 3),
+        "build_s": round(build_s, 1),
         "index_dir_mib": round(size / 2**20, 1),
-        "query_p50_ms": round(1e3 * float(np.median(raw)), 3),
-        "query_p95_ms": round(1e3 * float(np.percentile(raw, 95)), 3),
-        "query_with_metadata_p50_ms": round(1e3 * float(np.median(full)), 3),
-        f"recall@{k}": round(rec, 4),
+        f"recall@{K}": round(recall(index.search_vectors(q, K)[1], truth), 4),
+        "single_query": stats(single_query_ms(lambda x: index.search_vectors(x, K), lat)),
+        "single_query_with_metadata": stats(single_query_ms(lambda x: index.search(x, K), lat)),
     }
-    print(
-        f"  {name:<14} build {build_s:8.1f}s  {row['index_dir_mib']:8.1f} MiB  "
-        f"p50 {row['query_p50_ms']:8.3f} ms (with metadata {row['query_with_metadata_p50_ms']:8.3f})"
-        f"  p95 {row['query_p95_ms']:8.3f} ms  recall@{k} {rec:.4f}",
-        flush=True,
-    )
-    name_param, values = SWEEPS.get(index.kind, (None, ()))
-    for value in values:  # query-time speed/recall trade-off, same index
-        index.set_search_params(**{name_param: value})
-        _, found = index.search_vectors(queries, k)
-        faiss.omp_set_num_threads(1)
-        try:
-            t = time_single_queries(lambda q: index.search_vectors(q, k), lat_queries[:50])
-        finally:
-            faiss.omp_set_num_threads(threads)
-        point = {
-            name_param: value,
-            f"recall@{k}": round(recall_at_k(found, truth), 4),
-            "query_p50_ms": round(1e3 * float(np.median(t)), 3),
+    t = time.perf_counter()
+    index.search_vectors(q, K)
+    row["batch"] = {
+        "queries": len(q),
+        "threads": faiss.omp_get_max_threads(),
+        "queries_per_s": round(len(q) / (time.perf_counter() - t), 1),
+    }
+    row["filtered"] = {}
+    for fname, where in FILTERS.items():
+        index.search_vectors(q[:1], K, where)  # builds the metadata mask once (cached table)
+        _, rows = index.search_vectors(q, K, where)
+        ms = single_query_ms(lambda x, w=where: index.search_vectors(x, K, w), lat[:50])
+        row["filtered"][fname] = {
+            f"recall@{K}": round(recall(rows, filtered[fname]), 4),
+            "top_k_filled": float(np.mean((rows >= 0).sum(1) == K)),
+            **stats(ms),
         }
-        row.setdefault("sweep", []).append(point)
-        print(
-            f"  {'':<14} {name_param}={value}: p50 {point['query_p50_ms']:8.3f} ms  "
-            f"recall@{k} {point[f'recall@{k}']:.4f}",
-            flush=True,
-        )
-    index = None  # free the index before the next layout is built
-    shutil.rmtree(work / name, ignore_errors=True)
+    row["cold_start"] = open_and_first_query(out, q)
+    print(f"  {name}: {json.dumps(row)}", flush=True)
+    index = None
     gc.collect()
+    shutil.rmtree(out, ignore_errors=True)
     return row
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+def extrapolate_10m(results: dict, dim: int) -> dict:
+    """The 10M choice from the spec and its memory arithmetic; latency scaled from 1M."""
+    n = 10_000_000
+    spec = IndexSpec().resolve(n, dim)
+    p = spec.params
+    at_1m = next(
+        (r for r in results.get("1000000", {}).get("layouts", []) if r["layout"] == "ivfpq-sq8"),
+        None,
     )
-    ap.add_argument(
-        "--quick", action="store_true", help="100k vectors, fewer queries (a minute or two)"
-    )
-    ap.add_argument("--n", type=int, default=None, help="database size (default 1,000,000)")
-    ap.add_argument("--dim", type=int, default=512)
-    ap.add_argument("--k", type=int, default=10)
-    ap.add_argument(
-        "--recall-queries", type=int, default=None, help="queries for recall (default 500)"
-    )
-    ap.add_argument(
-        "--latency-queries", type=int, default=None, help="single queries timed (default 200)"
-    )
-    ap.add_argument("--kinds", default="flat,hnsw,ivfpq,ivfpq-refine")
-    ap.add_argument("--data", default="uniform,clustered")
-    ap.add_argument("--out", type=Path, default=None, help=f"results JSON (default {RESULTS})")
-    args = ap.parse_args()
-    n = args.n or (100_000 if args.quick else 1_000_000)
-    n_rec = args.recall_queries or (200 if args.quick else 500)
-    n_lat = args.latency_queries or (50 if args.quick else 200)
-    out = args.out or (RESULTS.with_name("index_speed_quick.json") if args.quick else RESULTS)
-
-    import faiss
-    import torch
-
-    specs = {
-        "flat": IndexSpec(kind="flat"),
-        "hnsw": IndexSpec(kind="hnsw"),
-        "ivfpq": IndexSpec(kind="ivfpq"),
-        "ivfpq-refine": IndexSpec(kind="ivfpq", refine=True),
+    est = {
+        "label": "EXTRAPOLATION (not measured): 10M vectors x 512 float32 = 20.5 GB of input "
+        "cannot be generated and held on this 24 GiB machine shared with other jobs",
+        "auto_choice": spec.to_dict(),
+        "memory_arithmetic": {
+            "pq_codes_gib": round(n * p["pq_m"] / 2**30, 2),
+            "sq8_refine_gib": round(n * dim / 2**30, 2),
+            "ids_gib": round(n * 8 / 2**30, 2),
+            "centroids_gib": round(p["nlist"] * dim * 4 / 2**30, 3),
+            "total_gib": round(spec.memory_bytes / 2**30, 2),
+            "fits_8_gib": spec.memory_bytes <= 8 * 2**30,
+            "build_peak_extra_gib": round(p["train_size"] * dim * 4 / 2**30, 2),
+        },
     }
-    auto = IndexSpec().resolve(n, args.dim)
-    print(
-        f"{n:,} x {args.dim} vectors, top-{args.k}; `index build` would choose: {auto.kind} "
-        f"{auto.params}",
-        flush=True,
+    if at_1m:
+        nl1 = at_1m["params"]["nlist"]
+        est["latency_scaling"] = (
+            "IVF scan cost per query ~ nprobe * n / nlist; with nlist "
+            f"{p['nlist']} at 10M vs {nl1} at 1M and the same nprobe, a query scans "
+            f"{10 * nl1 / p['nlist']:.2f}x the codes of the 1M measurement; refine cost is "
+            "unchanged (k * refine_factor rows)"
+        )
+        est["measured_at_1m_same_layout"] = {
+            k: at_1m[k] for k in ("params", "build_s", f"recall@{K}", "single_query")
+        }
+    return est
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="100000,1000000")
+    ap.add_argument("--layouts", default="auto,ivfpq-sq8,flat")
+    ap.add_argument("--queries", type=int, default=1000, help="recall queries")
+    ap.add_argument("--latency-queries", type=int, default=200)
+    ap.add_argument(
+        "--profile-from", type=Path, default=None, help="fit the profile to this dataset"
     )
+    ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "biomedclip-bench")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    import faiss
+
+    profile = VectorProfile()
+    if args.profile_from:
+        profile = VectorProfile.fit(read_embeddings(args.profile_from)[1])
     results = {
         "benchmark": "index_speed",
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "faiss_threads": faiss.omp_get_max_threads(),
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "faiss": faiss.__version__,
-        },
+        "machine": {**machine_info(), "faiss": faiss.__version__},
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "n": n,
-        "dim": args.dim,
-        "k": args.k,
-        "recall_queries": n_rec,
-        "latency_queries": n_lat,
-        "auto_choice": auto.to_dict(),
-        "latency_threads": 1,
-        "build_threads": faiss.omp_get_max_threads(),
+        "data": {
+            "generator": "biomedclip.index.synthetic.generate (see its module doc)",
+            "profile": profile.to_dict(),
+            "profile_source": str(args.profile_from or "defaults (CLIP-like statistics)"),
+            "queries": "fresh draws of the same mixture, not in the set",
+        },
+        "k": K,
+        "reference": "exact search (faiss IndexFlatIP / knn) on the same vectors",
+        "latency": "single queries, one FAISS thread, p50/p95 over --latency-queries",
         "complete": False,
-        "reference": "exact search (faiss.IndexFlatIP) on the same vectors",
-        "datasets": {},
+        "sizes": {},
     }
-    work = Path(tempfile.mkdtemp(prefix="index_speed_"))
-    try:
-        for data in args.data.split(","):
-            t = time.perf_counter()
-            base, queries = make_data(data, n, n_rec, args.dim, seed=0)
-            exact = faiss.IndexFlatIP(args.dim)
-            exact.add(base)
-            _, truth = exact.search(queries, args.k)
-            del exact
-            print(
-                f"[{data}] data + exact ground truth in {time.perf_counter() - t:.1f}s", flush=True
+    work = args.cache / "work"
+    for n in map(int, args.sizes.split(",")):
+        print(f"[{n:,}] {IndexSpec().resolve(n, profile.dim).to_dict()}", flush=True)
+        emb, q, truth, filtered = dataset(profile, n, args.queries, args.cache)
+        entry = results["sizes"].setdefault(str(n), {"layouts": []})
+        entry["auto_choice"] = IndexSpec().resolve(n, profile.dim).to_dict()
+        for name in args.layouts.split(","):
+            entry["layouts"].append(
+                run_layout(name, emb, work, q, truth, filtered, args.latency_queries)
             )
-            rows = results["datasets"].setdefault(data, [])
-            for kind in args.kinds.split(","):
-                rows.append(
-                    run_layout(
-                        kind, specs[kind], base, queries, truth, queries[:n_lat], work, args.k
-                    )
-                )
-                write(out, results)  # partial results survive an interrupted run
-            del base, queries
-            gc.collect()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+            results["peak_rss_gib"] = round(rss_gib("VmHWM"), 2)
+            write(args.out, results)
+    if "10000000" not in results["sizes"]:
+        results["extrapolated_10m"] = extrapolate_10m(results["sizes"], profile.dim)
     results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results["note"] = (
-        "2-core machine shared with other jobs: latencies include that contention (see load averages)"
+        "2-core machine shared with other agents' jobs: latencies and build times include that "
+        "contention (see the load averages)"
     )
-    results["peak_rss_gib"] = round(rss_gib(), 2)
-    print(f"peak RSS {results['peak_rss_gib']} GiB")
     results["complete"] = True
-    write(out, results)
-    print(f"wrote {out}")
+    write(args.out, results)
+    print(f"wrote {args.out}")
 
 
 def write(out: Path, results: dict) -> None:

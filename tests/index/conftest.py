@@ -1,4 +1,4 @@
-"""Helpers for index tests: embedding datasets in the exact layout `biomedclip embed` writes."""
+"""Helpers for index tests: embedding datasets written by the format's one writer."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
+
+from biomedclip.embedding.store import write_embeddings
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -34,52 +34,23 @@ def write_engine_dataset(
     rows_per_part: int = 1000,
     complete: bool = True,
 ) -> Path:
-    """The embedding engine's schema: non-null id/modality, nullable path/text, fixed-size list."""
-    directory.mkdir(parents=True, exist_ok=True)
-    n, dim = vectors.shape
-    value = pa.float16() if dtype == "float16" else pa.float32()
-    schema = pa.schema(
-        [
-            pa.field("id", pa.string(), nullable=False),
-            pa.field("path", pa.string()),
-            pa.field("text", pa.string()),
-            pa.field("modality", pa.string(), nullable=False),
-            pa.field("embedding", pa.list_(pa.field("item", value), dim), nullable=False),
-            *[pa.field(k, pa.array(v).type) for k, v in (extra or {}).items()],
-        ]
+    """A dataset exactly as `biomedclip embed` writes it (``complete=False``: a stopped run)."""
+    write_embeddings(
+        directory,
+        ids,
+        vectors,
+        model=model,
+        model_sha256=sha256,
+        dtype=dtype,
+        modality=modality or "image",
+        paths=paths or [f"img/{i}.png" for i in ids],
+        texts=texts,
+        metadata=extra,
+        rows_per_part=rows_per_part,
     )
-    np_dtype = np.float16 if dtype == "float16" else np.float32
-    unit_vectors = unit(vectors).astype(np_dtype)
-    modality = modality or ["image"] * n
-    paths = paths or [f"img/{i}.png" for i in ids]
-    texts = texts or [None] * n
-    for part, start in enumerate(range(0, n, rows_per_part)):
-        s = slice(start, min(start + rows_per_part, n))
-        flat = pa.array(unit_vectors[s].reshape(-1), type=value)
-        cols = [
-            pa.array(ids[s], pa.string()),
-            pa.array(paths[s], pa.string()),
-            pa.array(texts[s], pa.string()),
-            pa.array(modality[s], pa.string()),
-            pa.FixedSizeListArray.from_arrays(flat, type=schema.field("embedding").type),
-            *[pa.array(v[s]) for v in (extra or {}).values()],
-        ]
-        pq.write_table(
-            pa.Table.from_arrays(cols, schema=schema), directory / f"part-{part:05d}.parquet"
-        )
-    manifest = {
-        "model": model,
-        "model_sha256": sha256,
-        "dim": dim,
-        "normalized": True,
-        "dtype": dtype,
-        "precision": "fp32",
-        "modality": "image",
-        "count": n,
-        "complete": complete,
-        "format": "biomedclip-embeddings/1",
-    }
-    (directory / "manifest.json").write_text(json.dumps(manifest))
+    if not complete:
+        m = json.loads((directory / "manifest.json").read_text())
+        (directory / "manifest.json").write_text(json.dumps({**m, "complete": False}))
     return directory
 
 

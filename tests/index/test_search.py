@@ -61,7 +61,9 @@ def corpus(loaded, example_images, tiny_model_dir, tmp_path_factory):
 
 def test_text_search_equals_brute_force(loaded, corpus):
     model, preprocess, tokenizer = loaded
-    searcher = Searcher.from_model(model, tokenizer, preprocess, corpus["dir"] / "idx")
+    searcher = Searcher.from_model(
+        model, corpus["dir"] / "idx", preprocess=preprocess, tokenizer=tokenizer
+    )
     queries = ["lung ct", "a red square"]
     hits = searcher.search_text(queries, k=5)
     with torch.inference_mode():
@@ -77,7 +79,9 @@ def test_text_search_equals_brute_force(loaded, corpus):
 
 def test_image_query_finds_itself_and_modality_filter(loaded, corpus):
     model, preprocess, tokenizer = loaded
-    searcher = Searcher.from_model(model, tokenizer, preprocess, corpus["dir"] / "idx")
+    searcher = Searcher.from_model(
+        model, corpus["dir"] / "idx", preprocess=preprocess, tokenizer=tokenizer
+    )
     query = corpus["images"][3]
     top = searcher.search_image(query, k=3)[0]
     assert top[0].id == query.name and top[0].score == pytest.approx(1.0, abs=1e-4)
@@ -88,13 +92,28 @@ def test_image_query_finds_itself_and_modality_filter(loaded, corpus):
     assert all(a.score >= b.score for a, b in zip(texts_only, texts_only[1:]))
 
 
+def test_image_queries_go_through_the_encoder_and_bad_ones_do_not_stop_the_rest(
+    loaded, corpus, tmp_path
+):
+    model, preprocess, tokenizer = loaded
+    searcher = Searcher.from_model(model, corpus["dir"] / "idx")
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    good = corpus["images"][5]
+    res = searcher.search_images([bad, good, good.read_bytes()], k=2)
+    assert res.hits[0] is None and [f.path for f in res.failures] == [str(bad)]
+    assert res.hits[1][0].id == good.name and res.hits[2][0].id == good.name
+    encoded = searcher.encoder.encode_images([good])
+    np.testing.assert_allclose(searcher.embed_images([good])[0], encoded.embeddings, atol=1e-6)
+
+
 def test_other_model_is_refused(loaded, corpus, tmp_path):
     model, preprocess, tokenizer = loaded
     other = biomedclip.load(
         biomedclip.ModelConfig.tiny(vocab_size=tokenizer.vocab_size), tokenizer=tokenizer
     )[0]
     with pytest.raises(ModelMismatchError) as e:
-        Searcher.from_model(other, tokenizer, preprocess, corpus["dir"] / "idx")
+        Searcher.from_model(other, corpus["dir"] / "idx", tokenizer=tokenizer)
     assert "random init" in str(e.value) and str(corpus["dir"]) not in str(e.value)
     assert "tiny_model" in str(e.value)
 
@@ -131,6 +150,7 @@ def test_cli_build_info_search_add(capsys, corpus, tmp_path, tiny_model_dir):
     emb = corpus["dir"] / "emb"
     code, out, _ = run_cli(capsys, "index", "build", emb, "--out", tmp_path / "idx", "--json")
     assert code == 0 and json.loads(out)["kind"] == "flat" and json.loads(out)["count"] == 19
+    assert json.loads(out)["tuning"]["exact"] is True
     code, out, _ = run_cli(
         capsys,
         "index",
@@ -179,6 +199,26 @@ def test_cli_build_info_search_add(capsys, corpus, tmp_path, tiny_model_dir):
         "text",
     )
     assert code == 0 and "brain mri" in out and "image" not in out.split("query")[1]
+    code, out, _ = run_cli(  # metadata filter + autocast precision + image options
+        capsys,
+        "search",
+        "--image",
+        corpus["images"][1],
+        "--index",
+        tmp_path / "idx",
+        "--where",
+        "modality=image",
+        "--precision",
+        "bf16",
+        "--window",
+        "lung",
+        "--json",
+    )
+    res = json.loads(out)[0]["results"]
+    assert code == 0 and res[0]["id"] == corpus["images"][1].name
+    assert {r["modality"] for r in res} == {"image"}
+    code, _, err = run_cli(capsys, "search", "x", "--index", tmp_path / "idx", "--where", "nope=1")
+    assert code == 2 and "unknown column 'nope'" in err
 
     # add: new rows are searchable, repeated rows skipped
     new = write_engine_dataset(

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from biomedclip.embedding.store import read_embeddings
 from biomedclip.errors import ConfigError, InputError
 from biomedclip.index import (
     IndexSpec,
@@ -14,7 +15,6 @@ from biomedclip.index import (
     VectorIndex,
     build_index,
     build_index_from_arrays,
-    read_embeddings,
 )
 from biomedclip.index import store as store_mod
 
@@ -58,18 +58,25 @@ def test_flat_build_matches_brute_force(tmp_path, dtype):
 
 def test_auto_layout_choice_and_override():
     spec = IndexSpec()
-    assert spec.resolve(100_000, 512).kind == "flat"
-    assert spec.resolve(100_001, 512).kind == "hnsw"
-    assert spec.resolve(2_000_000, 512).kind == "hnsw"
-    big = spec.resolve(2_000_001, 512)
-    assert big.kind == "ivfpq" and big.params["pq_m"] == 64 and big.params["nlist"] == 1414
-    assert IndexSpec(exact_max=10).resolve(11, 8).kind == "hnsw"
+    assert spec.resolve(20_000, 512).kind == "flat"
+    mid = spec.resolve(20_001, 512)
+    assert mid.kind == "ivfpq" and mid.params["nlist"] == 128 and mid.params["nprobe"] == 0
+    assert (mid.params["pq_m"], mid.params["pq_bits"], mid.params["refine"]) == (128, 4, "flat")
+    assert spec.resolve(1_000_000, 512).params["nlist"] == 1024
+    assert spec.resolve(2_000_000, 512).params["refine"] == "flat"  # 4 GB: half of 8 GiB
+    big = spec.resolve(10_000_000, 512)
+    assert big.kind == "ivfpq" and big.params["refine"] == "sq8"
+    assert big.memory_bytes <= 8 * 2**30  # the 10M choice fits in 8 GiB
+    assert IndexSpec(memory_gib=1).resolve(10_000_000, 512).params["refine"] == "none"
+    assert IndexSpec(kind="ivf").resolve(1_000_000, 512).params["nlist"] == 2048
     assert IndexSpec(kind="flat").resolve(10**8, 512).kind == "flat"
     assert IndexSpec(kind="ivfpq", nlist=8).resolve(1000, 32).params["nlist"] == 8
     with pytest.raises(ConfigError, match="kind"):
         IndexSpec(kind="lsh")
+    with pytest.raises(ConfigError, match="recall target"):
+        IndexSpec(recall_target=1.5)
     with pytest.raises(ConfigError, match="at least"):
-        IndexSpec(kind="ivfpq").resolve(100, 32)
+        IndexSpec(kind="ivfpq", pq_bits=8).resolve(100, 32)
 
 
 def recall(index, base, queries, k=10):
@@ -86,41 +93,43 @@ def test_hnsw_recall_and_params_survive_reopen(tmp_path):
         base,
         tmp_path / "idx",
         model="m",
-        spec=IndexSpec(kind="hnsw", hnsw_m=16, ef_search=64),
+        spec=IndexSpec(kind="hnsw", hnsw_m=16, tune_queries=100),
     )
     assert index.kind == "hnsw" and index.manifest.params["m"] == 16
+    tuned = index.manifest.params["ef_search"]
+    assert tuned >= 10 and index.manifest.tuning["recall"] >= 0.95
     assert recall(index, base, queries) >= 0.9
     reopened = VectorIndex.open(tmp_path / "idx")
-    assert reopened.faiss_index.hnsw.efSearch == 64
+    assert reopened.manifest.params["ef_search"] == tuned
     reopened.set_search_params(ef_search=200)
-    assert reopened.faiss_index.hnsw.efSearch == 200
+    assert reopened.manifest.params["ef_search"] == 200
     assert recall(reopened, base, queries) >= 0.95
 
 
-@pytest.mark.parametrize("refine", [False, True])
-def test_ivfpq_builds_trains_and_applies_nprobe(tmp_path, refine):
-    import faiss
-
+@pytest.mark.parametrize("refine,bits", [("none", 8), ("flat", 4), ("sq8", 4)])
+def test_ivfpq_builds_trains_and_applies_search_params(tmp_path, refine, bits):
     data = clustered(3040, 32, seed=4)
     base, queries = data[:3000], data[3000:]
     spec = IndexSpec(
-        kind="ivfpq", nlist=16, pq_m=16, pq_bits=6, nprobe=16, refine=refine, refine_factor=10
-    )
+        kind="ivfpq", nlist=16, pq_m=16, pq_bits=bits, nprobe=16, refine=refine
+    )  # refine_factor tuned
     index = build_index_from_arrays(ids_for(3000), base, tmp_path / "idx", model="m", spec=spec)
-    for idx in (index, VectorIndex.open(tmp_path / "idx")):
-        assert (
-            faiss.extract_index_ivf(
-                faiss.downcast_index(idx.faiss_index.base_index) if refine else idx.faiss_index
-            ).nprobe
-            == 16
-        )
-    r = recall(index, base, queries)
-    assert r >= (0.95 if refine else 0.3)  # PQ codes are coarse; exact re-scoring recovers
-    if refine:  # exact re-scoring: scores are true cosines
-        scores, rows = index.search_vectors(queries, 5)
+    reopened = VectorIndex.open(tmp_path / "idx")
+    assert reopened.manifest.params["nprobe"] == 16  # given, not tuned
+    assert reopened.manifest.tuning["recall"] == pytest.approx(index.manifest.tuning["recall"])
+    r = recall(reopened, base, queries)
+    assert r >= {"none": 0.3, "sq8": 0.85, "flat": 0.9}[refine]  # re-ranking recovers PQ losses
+    if refine == "flat":
+        assert reopened.manifest.tuning["target_met"]
+        assert reopened.manifest.params["refine_factor"] >= 2
+    if refine == "flat":  # exact re-scoring: scores are true cosines
+        scores, rows = reopened.search_vectors(queries, 5)
         np.testing.assert_allclose(
             scores, np.einsum("qd,qkd->qk", unit(queries), unit(base)[rows]), atol=1e-5
         )
+    reopened.set_search_params(nprobe=1, refine_factor=1)  # cheaper search: recall drops
+    low = recall(reopened, base, queries)
+    assert low < r if refine != "none" else low <= r  # (PQ alone is limited by its codes)
 
 
 def test_add_is_incremental_idempotent_and_keeps_one_index_file(tmp_path):
@@ -140,6 +149,7 @@ def test_add_is_incremental_idempotent_and_keeps_one_index_file(tmp_path):
     assert len(reopened) == 450 and reopened.manifest.count == 450
     assert reopened.ids() == ids_for(300, "a") + ids_for(150, "b")
     assert len(list((tmp_path / "idx").glob("index-*.faiss"))) == 1
+    assert len(list((tmp_path / "idx").glob("meta-*.arrow"))) == 2
     assert len(reopened.manifest.metadata_files) == 2
     hit = reopened.search(unit(b[60:61]), k=1)[0][0]  # a vector added incrementally is found
     assert hit.id == "b10" and hit.score == pytest.approx(1.0, abs=1e-5)
@@ -236,15 +246,15 @@ def test_bad_directories_give_clear_errors(tmp_path):
         build_index(tmp_path / "e2", tmp_path / "idx2")
 
 
-def test_read_embeddings_tolerates_engine_schema(tmp_path):
+def test_index_reads_float16_datasets_through_the_store(tmp_path):
     rng = np.random.default_rng(11)
     vecs = rng.standard_normal((40, 12))
     write_engine_dataset(
         tmp_path / "e", ids_for(40), vecs, dtype="float16", rows_per_part=15, sha256="ab" * 32
     )
-    manifest, batch = read_embeddings(tmp_path / "e")
-    assert manifest.dim == 12 and manifest.model_sha256 == "ab" * 32 and manifest.dtype == "float16"
-    assert batch.vectors.dtype == np.float32 and batch.vectors.shape == (40, 12)
-    np.testing.assert_allclose(batch.vectors, unit(vecs), atol=1e-3)
-    assert batch.ids == ids_for(40)
-    assert "embedding" not in batch.metadata.column_names
+    ids, stored, _ = read_embeddings(tmp_path / "e")
+    assert stored.dtype == np.float32 and stored.shape == (40, 12) and ids == ids_for(40)
+    np.testing.assert_allclose(stored, unit(vecs), atol=1e-3)
+    index = build_index(tmp_path / "e", tmp_path / "idx")
+    assert index.manifest.model_sha256 == "ab" * 32 and len(index) == 40
+    assert index.search(stored[7], k=1)[0][0].id == "v7"

@@ -5,17 +5,24 @@ from __future__ import annotations
 import argparse
 
 from biomedclip.cli.common import add_json_flag, add_model_args, console, print_json
+from biomedclip.cli.image_args import add_image_args
 
 HELP = "search an index by text or image (cross-modal: text -> images, image -> captions, ...)"
 DESCRIPTION = """\
 Embed each QUERY text (or --image file) with the model and print the --top-k closest rows of the
 index built by `biomedclip index build`: rank, cosine score, id and metadata (path, text,
 modality, ...). The model defaults to the one recorded in the index; another model is refused,
-since its vectors live in another space.
+since its vectors live in another space. --where filters on the index's metadata columns inside
+the search, so the top-k is filled with matching rows. Image queries read DICOM, NIfTI, 16-bit
+TIFF and whole slides like every command (--window, --frames, --slices, --tile-size...); a file
+that gives several images (frames, slices, tiles) is one query: the mean of their embeddings.
+An unreadable query image is reported and the others are still searched (exit status 1).
 
 examples:
   biomedclip search "chest X-ray with pleural effusion" --index idx/ --top-k 5
   biomedclip search --image query.png --index idx/ --modality text      # image -> captions
+  biomedclip search "brain MRI" --index idx/ --where split=test --where year>=2018
+  biomedclip search --image ct.dcm --window lung --index idx/ --precision bf16
   biomedclip search "brain MRI" "lung CT" --index idx/ --json
 """
 
@@ -40,19 +47,34 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="only return rows of this modality (an index may hold both)",
     )
     p.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="COND",
+        help="metadata filter, repeatable (all must hold): col=value, col=a,b (any of), "
+        "col!=value, col>=value, col<value ...",
+    )
+    p.add_argument(
+        "--refine-factor",
+        type=int,
+        default=None,
+        help="IVF-PQ: candidates re-ranked per result (default: the index's, tuned at build)",
+    )
+    p.add_argument(
         "--ef-search",
         type=int,
         default=None,
-        help="HNSW: query-time search width (default: the index's)",
+        help="HNSW: query-time search width (default: the index's, tuned at build)",
     )
     p.add_argument(
         "--nprobe",
         type=int,
         default=None,
-        help="IVF-PQ: lists visited a query (default: the index's)",
+        help="IVF: lists visited a query (default: the index's, tuned at build)",
     )
     add_json_flag(p)
-    add_model_args(p)
+    add_model_args(p, batch_size=16)
+    add_image_args(p)
     p.set_defaults(func=run, model=None)
     for action in p._actions:  # the model defaults to the index's own
         if action.dest == "model":
@@ -60,7 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from biomedclip.cli.common import load_from_args
+    from biomedclip.cli.common import encoder_from_args, err_console, load_from_args
     from biomedclip.errors import InputError
     from biomedclip.index import Searcher, VectorIndex
 
@@ -69,31 +91,40 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise InputError(f"--top-k must be >= 1, got {args.top_k}")
     index = VectorIndex.open(args.index)
-    if args.ef_search is not None or args.nprobe is not None:
-        index.set_search_params(ef_search=args.ef_search, nprobe=args.nprobe)
+    index.set_search_params(args.ef_search, args.nprobe, args.refine_factor)
+    where = list(args.where) + ([f"modality={args.modality}"] if args.modality else [])
+    if where:
+        index.mask(where)  # a bad column or value fails before the model loads
     if args.model is None:
         if not index.manifest.model:
             raise InputError(f"{args.index}: the index does not record its model; pass --model")
         args.model = index.manifest.model
     model, preprocess, tokenizer = load_from_args(args)
-    searcher = Searcher.from_model(model, tokenizer, preprocess, index)
+    searcher = Searcher(encoder_from_args(args, model, preprocess, tokenizer), index)
     results: list[tuple[str, str, list]] = []
     if args.queries:
-        hits = searcher.search_text(args.queries, args.top_k, args.modality)
+        hits = searcher.search_text(args.queries, args.top_k, where or None)
         results += [("text", q, h) for q, h in zip(args.queries, hits)]
-    for image in args.image:  # one by one: an unreadable image is reported by name
-        results.append(("image", image, searcher.search_image(image, args.top_k, args.modality)[0]))
+    failed = []
+    if args.image:
+        found = searcher.search_images(args.image, args.top_k, where or None)
+        results += [("image", q, h) for q, h in zip(args.image, found.hits) if h is not None]
+        failed = found.failures
     if args.json:
-        print_json(
-            [
-                {"query": q, "query_type": kind, "results": [h.to_dict() for h in hits]}
-                for kind, q, hits in results
-            ]
-        )
+        out = [
+            {"query": q, "query_type": kind, "results": [h.to_dict() for h in hits]}
+            for kind, q, hits in results
+        ]
+        out += [
+            {"query": f.path or f.id, "query_type": "image", "error": str(f.error)} for f in failed
+        ]
+        print_json(out)
     else:
         for kind, q, hits in results:
             _print_table(kind, q, hits)
-    return 0
+        for f in failed:
+            err_console().print(f"[bold red]error:[/] {f.path or f.id}: {f.error}", soft_wrap=True)
+    return 1 if failed else 0
 
 
 def _print_table(kind: str, query: str, hits) -> None:

@@ -30,12 +30,15 @@ class IndexManifest:
     dim: int
     normalized: bool
     metric: str  # "inner_product" (cosine on unit vectors)
-    kind: str  # "flat" | "hnsw" | "ivfpq"
+    kind: str  # "flat" | "ivf" | "hnsw" | "ivfpq"
     params: dict[str, Any]
     count: int
     index_file: str
     metadata_files: list[str] = field(default_factory=list)
     faiss_version: str = ""
+    # how the search parameters were chosen: recall target, held-out queries, recall measured
+    tuning: dict[str, Any] = field(default_factory=dict)
+    memory_bytes: int = 0  # approximate RAM of the loaded index
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:

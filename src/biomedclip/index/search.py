@@ -1,25 +1,28 @@
-"""Cross-modal search: embed a text or image query with the model, then look it up in an index.
+"""Cross-modal search: encode text or image queries with the one :class:`Encoder`, then look them
+up in an index.
 
 The index manifest records the model that embedded the collection; :class:`Searcher` refuses a
 model that differs (other weights or another dimension), because its vectors live in another space.
+Image queries go through the encoder's medical-image reading (DICOM frames, NIfTI slices, slide
+tiles): a multi-image input is one query, the renormalised mean of its parts.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from biomedclip.errors import InputError
 from biomedclip.index.store import Hit, VectorIndex
 
 if TYPE_CHECKING:
+    from biomedclip.embedding import Encoder, EncoderSettings
     from biomedclip.model import BiomedCLIP
-    from biomedclip.tokenizer import Tokenizer
 
 
 def model_identity(model: BiomedCLIP) -> tuple[str | None, str | None, int]:
@@ -32,105 +35,111 @@ def model_identity(model: BiomedCLIP) -> tuple[str | None, str | None, int]:
     )
 
 
-class Searcher:
-    """A model and an index that belong together; ``search_text`` / ``search_image`` return hits."""
+@dataclass
+class ImageQueries:
+    """Results of image queries: one hit list per input (None where it failed) + the failures."""
 
-    def __init__(
-        self,
-        model: BiomedCLIP,
-        tokenizer: Tokenizer,
-        preprocess,
-        index: VectorIndex,
-        check_model: bool = True,
-    ):
+    hits: list[list[Hit] | None]
+    failures: list[Any]  # biomedclip.embedding Failure records (id, path, modality, error)
+
+
+class Searcher:
+    """An encoder and an index that belong together; ``search_text`` / ``search_images``."""
+
+    def __init__(self, encoder: Encoder, index: VectorIndex, check_model: bool = True):
+        model = encoder.model
         if check_model:
             index.manifest.check_model(*model_identity(model))
         elif model.config.embed_dim != index.dim:
             raise InputError(f"model dim {model.config.embed_dim} != index dim {index.dim}")
-        self.model, self.tokenizer, self.preprocess, self.index = (
-            model,
-            tokenizer,
-            preprocess,
-            index,
-        )
+        self.encoder, self.index = encoder, index
 
     @classmethod
     def from_model(
         cls,
         model: BiomedCLIP,
-        tokenizer: Tokenizer | None,
-        preprocess,
         index: VectorIndex | str | os.PathLike,
+        settings: EncoderSettings | None = None,
+        preprocess=None,
+        tokenizer=None,
         check_model: bool = True,
     ) -> Searcher:
         """``index`` may be an opened :class:`VectorIndex` or its directory."""
+        from biomedclip.embedding import Encoder
+
         if not isinstance(index, VectorIndex):
             index = VectorIndex.open(index)
-        tokenizer = tokenizer or getattr(model, "tokenizer", None)
-        preprocess = preprocess or getattr(model, "preprocess", None)
-        return cls(model, tokenizer, preprocess, index, check_model)
+        encoder = Encoder(model, preprocess=preprocess, tokenizer=tokenizer, settings=settings)
+        return cls(encoder, index, check_model)
 
     # ---- embedding queries ---------------------------------------------------------------------
-    @torch.inference_mode()
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        if self.tokenizer is None:
-            raise InputError("no tokenizer: load the model with biomedclip.load or pass one")
-        batch = self.tokenizer(list(texts)).to(self.model.device)
-        feats = self.model.encode_text(batch.input_ids, batch.attention_mask, normalize=True)
-        return feats.float().cpu().numpy()
+        return self.encoder.encode_texts(list(texts)).embeddings
 
-    @torch.inference_mode()
-    def embed_images(self, images: Sequence[str | os.PathLike]) -> np.ndarray:
-        from biomedclip.imaging import load_image
-        from biomedclip.transforms import eval_transform
-
-        preprocess = self.preprocess or eval_transform(self.model.config.preprocess)
-        pixels = torch.stack([preprocess(load_image(p, mode=None)) for p in images])
-        feats = self.model.encode_image(
-            pixels.to(self.model.device, self.model.dtype), normalize=True
-        )
-        return feats.float().cpu().numpy()
+    def embed_images(self, images: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+        """``(vectors [n_ok, D], input positions [n_ok], failures)``; multi-part inputs averaged."""
+        encoded = self.encoder.encode_images(list(images))
+        vectors, positions = encoded.per_input()
+        return vectors, positions, list(encoded.failures)
 
     # ---- searching -------------------------------------------------------------------------------
     def search_vectors(
-        self, queries: np.ndarray, k: int = 10, modality: str | None = None
+        self, queries: np.ndarray, k: int = 10, where: Any = None
     ) -> list[list[Hit]]:
-        """Top-``k`` hits per query vector; ``modality`` keeps only rows of that modality."""
-        if modality is None:
-            return self.index.search(queries, k)
-        n = len(self.index)
-        fetch = min(n, k * 8)
-        while True:
-            results = self.index.search(queries, fetch)
-            kept = [[h for h in hits if h.metadata.get("modality") == modality] for hits in results]
-            if all(len(h) >= k for h in kept) or fetch >= n:
-                break
-            fetch = min(n, fetch * 4)
-        out = []
-        for hits in kept:
-            hits = hits[:k]
-            for i, h in enumerate(hits):
-                h.rank = i + 1
-            out.append(hits)
-        return out
+        """Top-``k`` hits per query vector; ``where`` filters on metadata columns first."""
+        return self.index.search(queries, k, where)
 
     def search_text(
-        self, texts: str | Sequence[str], k: int = 10, modality: str | None = None
+        self,
+        texts: str | Sequence[str],
+        k: int = 10,
+        where: Any = None,
+        modality: str | None = None,
     ) -> list[list[Hit]]:
-        """One hit list per text query."""
+        """One hit list per text query (``modality`` is shorthand for a filter on it)."""
         texts = [texts] if isinstance(texts, str) else list(texts)
         if not texts:
             raise InputError("no query text given")
-        return self.search_vectors(self.embed_texts(texts), k, modality)
+        return self.search_vectors(self.embed_texts(texts), k, _where(where, modality))
+
+    def search_images(
+        self,
+        images: str | os.PathLike | Sequence[Any],
+        k: int = 10,
+        where: Any = None,
+        modality: str | None = None,
+    ) -> ImageQueries:
+        """One hit list per image input; an unreadable image is a failure, the rest are searched."""
+        images = [images] if isinstance(images, (str, Path, os.PathLike, bytes)) else list(images)
+        if not images:
+            raise InputError("no query image given")
+        vectors, positions, failures = self.embed_images(images)
+        out: list[list[Hit] | None] = [None] * len(images)
+        if len(vectors):
+            for pos, hits in zip(
+                positions, self.search_vectors(vectors, k, _where(where, modality))
+            ):
+                out[int(pos)] = hits
+        return ImageQueries(out, failures)
 
     def search_image(
         self,
-        images: str | os.PathLike | Sequence[str | os.PathLike],
+        images: str | os.PathLike | Sequence[Any],
         k: int = 10,
+        where: Any = None,
         modality: str | None = None,
     ) -> list[list[Hit]]:
-        """One hit list per query image (paths; decoded with :func:`biomedclip.load_image`)."""
-        images = [images] if isinstance(images, (str, Path, os.PathLike)) else list(images)
-        if not images:
-            raise InputError("no query image given")
-        return self.search_vectors(self.embed_images(images), k, modality)
+        """Like :meth:`search_images`, raising the first failure (for a single known-good image)."""
+        res = self.search_images(images, k, where, modality)
+        if res.failures:
+            f = res.failures[0]
+            raise InputError(f"{f.path or f.id}: {f.error}")
+        return [h for h in res.hits if h is not None]
+
+
+def _where(where: Any, modality: str | None) -> Any:
+    if modality is None:
+        return where
+    from biomedclip.index.filters import Condition, conditions
+
+    return [*conditions(where), Condition("modality", "=", modality)]

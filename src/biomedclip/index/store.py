@@ -1,51 +1,40 @@
-"""An index directory: a FAISS index, Parquet metadata rows aligned with it, and a manifest.
+"""An index directory: a FAISS index, metadata rows aligned with it, and a manifest.
 
 Layout::
 
-    DIR/manifest.json          model, dim, normalisation, layout, files (the commit point)
-    DIR/index-00003.faiss      FAISS index; row i is metadata row i
-    DIR/meta-00000.parquet     id, path, text, modality, ... (one part per build/add)
+    DIR/manifest.json          model, dim, layout, tuned parameters + recall, files (commit point)
+    DIR/index-00003.faiss      FAISS index; row i is metadata row i (memory-mapped when opened)
+    DIR/meta-00000.arrow       id, path, text, modality, ... (Arrow IPC, memory-mapped; one per add)
 
-``build_index`` creates a directory from an embedding dataset, ``VectorIndex.add`` appends to it
-(skipping ids already present, so re-running an add is harmless), ``VectorIndex.search`` returns
-:class:`Hit` lists. Every change writes new files and then the manifest; stale files are removed
-afterwards, so an interrupted build or add leaves the previous index intact.
+:func:`~biomedclip.index.build.build_index` creates a directory, ``VectorIndex.add_embeddings``
+appends to it (skipping ids already present, so re-running an add is harmless), ``search`` returns
+:class:`Hit` lists, optionally filtered on metadata columns. Every change writes new files and then
+the manifest; stale files are removed afterwards, so an interrupted build or add leaves the
+previous index intact.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from biomedclip.errors import InputError
-from biomedclip.index.embeddings import (
-    ID_COLUMN,
-    EmbeddingBatch,
-    EmbeddingManifest,
-    iter_embeddings,
-)
-from biomedclip.index.manifest import MANIFEST_FILE, IndexManifest, canonical_source
-from biomedclip.index.spec import IndexSpec, ResolvedSpec
+from biomedclip.index import layouts
+from biomedclip.index.filters import conditions, filter_mask
+from biomedclip.index.manifest import MANIFEST_FILE, IndexManifest
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:  # the embedding package imports torch: only where a dataset is read
+    from biomedclip.embedding.store import DatasetManifest, EmbeddingBatch
+
 Progress = Callable[[int], None]
-
-
-def _faiss():
-    try:
-        import faiss
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise InputError(
-            "the vector index needs FAISS: pip install 'biomedclip[index]' (faiss-cpu)"
-        ) from e
-    return faiss
+# called with (vectors added, their first row, their dataset positions) during add_batches
+Observer = Callable[[np.ndarray, int, np.ndarray], None]
 
 
 @dataclass
@@ -69,95 +58,21 @@ class AddReport:
     total: int
 
 
-# ---- FAISS construction ---------------------------------------------------------------------
-
-
-def _new_faiss_index(spec: ResolvedSpec, dim: int):
-    faiss = _faiss()
-    p = spec.params
-    if spec.kind == "flat":
-        return faiss.IndexFlatIP(dim)
-    if spec.kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, int(p["m"]), faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = int(p["ef_construction"])
-        index.hnsw.efSearch = int(p["ef_search"])
-        return index
-    if spec.kind == "ivfpq":
-        quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFPQ(
-            quantizer,
-            dim,
-            int(p["nlist"]),
-            int(p["pq_m"]),
-            int(p["pq_bits"]),
-            faiss.METRIC_INNER_PRODUCT,
-        )
-        index.own_fields = True
-        quantizer.this.disown()
-        if p.get("refine"):
-            refined = faiss.IndexRefineFlat(index)
-            refined.own_fields = True
-            index.this.disown()
-            refined.k_factor = float(p.get("refine_factor", 4))
-            return refined
-        return index
-    raise InputError(f"unknown index kind {spec.kind!r}")
-
-
-def _ivf_of(index):
-    faiss = _faiss()
-    base = faiss.downcast_index(index.base_index) if hasattr(index, "base_index") else index
-    return faiss.extract_index_ivf(base)
-
-
-def _apply_search_params(index, kind: str, params: dict[str, Any]) -> None:
-    faiss = _faiss()
-    if kind == "hnsw":
-        faiss.downcast_index(index).hnsw.efSearch = int(params["ef_search"])
-    elif kind == "ivfpq":
-        _ivf_of(index).nprobe = int(params["nprobe"])
-        if params.get("refine"):
-            faiss.downcast_index(index).k_factor = float(params["refine_factor"])
-
-
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    x = np.ascontiguousarray(vectors, dtype=np.float32)
-    if x.ndim != 2:
-        raise InputError(f"vectors must be 2-D [n, dim], got shape {x.shape}")
-    x = x.copy()
-    _faiss().normalize_L2(x)
-    return x
-
-
-def _sample_training(
-    batches: Iterable[EmbeddingBatch], total: int, size: int, seed: int
-) -> np.ndarray:
-    """About ``size`` vectors sampled uniformly over one streaming pass."""
-    rng = np.random.default_rng(seed)
-    keep = min(1.0, size / max(total, 1))
-    chunks = []
-    for b in batches:
-        mask = rng.random(len(b.vectors)) < keep
-        chunks.append(b.vectors[mask])
-    return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
-
-
-# ---- the directory ---------------------------------------------------------------------------
-
-
 class VectorIndex:
-    """An opened index directory. Open with :meth:`open`; create with :func:`build_index`."""
+    """An opened index directory. Open with :meth:`open`; create with ``build_index``."""
 
-    def __init__(self, directory: Path, manifest: IndexManifest, index):
+    def __init__(self, directory: Path, manifest: IndexManifest, index, mapped: bool = False):
         self.directory = directory
         self.manifest = manifest
         self._index = index
+        self._mapped = mapped
         self._metadata: pa.Table | None = None
-        _apply_search_params(index, manifest.kind, manifest.params)
+        self._masks: dict[str, np.ndarray] = {}  # recent filters' row masks
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
-    def open(cls, directory: str | os.PathLike) -> VectorIndex:
+    def open(cls, directory: str | os.PathLike, mmap: bool = True) -> VectorIndex:
+        """Open an index; ``mmap`` maps the index file instead of reading it into memory."""
         d = Path(directory)
         manifest = IndexManifest.read(d)
         path = d / manifest.index_file
@@ -165,13 +80,13 @@ class VectorIndex:
             raise InputError(
                 f"{d}: index file {manifest.index_file} named by the manifest is missing"
             )
-        index = _faiss().read_index(str(path))
+        index = layouts.read_index(str(path), mmap)
         if index.ntotal != manifest.count or index.d != manifest.dim:
             raise InputError(
                 f"{d}: index file holds {index.ntotal} vectors of dim {index.d}, the manifest "
                 f"says {manifest.count} of dim {manifest.dim}"
             )
-        return cls(d, manifest, index)
+        return cls(d, manifest, index, mapped=mmap)
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
@@ -189,15 +104,13 @@ class VectorIndex:
         return self._index
 
     def metadata(self) -> pa.Table:
-        """All metadata rows (row i describes vector i); read once, then cached."""
+        """All metadata rows (row i describes vector i), memory-mapped; cached."""
         if self._metadata is None:
-            import pyarrow.parquet as pq
-
-            tables = [pq.read_table(self.directory / f) for f in self.manifest.metadata_files]
+            tables = [_read_meta(self.directory / f) for f in self.manifest.metadata_files]
             self._metadata = (
                 pa.concat_tables(tables, promote_options="default")
                 if tables
-                else pa.table({ID_COLUMN: pa.array([], pa.string())})
+                else pa.table({"id": pa.array([], pa.string())})
             )
             if self._metadata.num_rows != self.manifest.count:
                 raise InputError(
@@ -207,37 +120,99 @@ class VectorIndex:
         return self._metadata
 
     def ids(self) -> list[str]:
-        return self.metadata().column(ID_COLUMN).to_pylist()
+        return self.metadata().column("id").to_pylist()
 
     def keys(self) -> list[tuple[str, str | None]]:
         """``(id, modality)`` per row: an image and its caption may share an id."""
         return _keys(self.metadata())
 
     # -- searching -----------------------------------------------------------------------------
-    def set_search_params(self, ef_search: int | None = None, nprobe: int | None = None) -> None:
-        """Trade speed for recall at query time (HNSW ``ef_search``, IVF ``nprobe``)."""
-        params = dict(self.manifest.params)
-        if ef_search is not None:
-            params["ef_search"] = int(ef_search)
-        if nprobe is not None:
-            params["nprobe"] = int(nprobe)
-        self.manifest.params = params
-        _apply_search_params(self._index, self.kind, params)
+    def set_search_params(
+        self,
+        ef_search: int | None = None,
+        nprobe: int | None = None,
+        refine_factor: int | None = None,
+    ) -> None:
+        """Trade speed for recall (HNSW ``ef_search``, IVF ``nprobe``, ``refine_factor``)."""
+        for key, value in (
+            ("ef_search", ef_search),
+            ("nprobe", nprobe),
+            ("refine_factor", refine_factor),
+        ):
+            if value is not None:
+                if value < 1:
+                    raise InputError(f"{key} must be >= 1, got {value}")
+                self.manifest.params[key] = int(value)
 
-    def search_vectors(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """Raw FAISS search of unit-normalised ``queries``: ``(scores [Q,k], rows [Q,k])``; row -1 = none."""
+    def search_vectors(
+        self, queries: np.ndarray, k: int = 10, where: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS search of ``queries`` (``[D]`` or ``[Q, D]``): ``(scores [Q,k], rows [Q,k])``.
+
+        ``where`` filters on metadata columns (see :mod:`biomedclip.index.filters`) inside the
+        search, so the top-k is filled from matching rows; row -1 means fewer rows match than k.
+        """
         q = np.asarray(queries, dtype=np.float32)
-        if q.ndim == 1:
-            q = q[None]
-        if q.shape[1] != self.dim:
-            raise InputError(f"query dimension {q.shape[1]} != index dimension {self.dim}")
+        q = q[None] if q.ndim == 1 else q
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise InputError(f"query dimension {q.shape[-1]} != index dimension {self.dim}")
         if k < 1:
             raise InputError(f"top-k must be >= 1, got {k}")
-        return self._index.search(_unit(q), int(k))
+        q = layouts.unit_rows(q)
+        kind, params = self.kind, self.manifest.params
+        if where is None:
+            sp = layouts.search_parameters(kind, params)
+            return self._index.search(q, int(k), params=sp)
+        mask = self.mask(where)
+        matching = int(mask.sum())
+        sel = layouts.selector_for(mask)
+        nlist = int(params.get("nlist", 0))
+        nprobe = 0
+        if nlist:  # visit more lists in proportion to the rows filtered out
+            share = max(matching / max(len(self), 1), 1e-9)
+            nprobe = min(nlist, int(np.ceil(int(params.get("nprobe") or 1) / share)))
+        scores, rows = self._index.search(
+            q, int(k), params=layouts.search_parameters(kind, params, sel, nprobe)
+        )
+        short = np.flatnonzero((rows >= 0).sum(1) < min(k, matching))
+        if len(short):  # lists visited held too few matches: search those queries exhaustively
+            s, r = self._exhaustive(q[short], int(k), mask, sel)
+            scores[short], rows[short] = s, r
+        return scores, rows
 
-    def search(self, queries: np.ndarray, k: int = 10) -> list[list[Hit]]:
-        """Top-``k`` hits with metadata for each query vector (``[D]`` or ``[Q, D]``)."""
-        scores, rows = self.search_vectors(queries, min(k, max(len(self), 1)))
+    def mask(self, where: Any) -> np.ndarray:
+        """The boolean row mask of a filter (the last few are cached)."""
+        key = repr(conditions(where))
+        if key not in self._masks:
+            if len(self._masks) >= 8:
+                self._masks.pop(next(iter(self._masks)))
+            self._masks[key] = filter_mask(self.metadata(), where)
+        return self._masks[key]
+
+    def _exhaustive(self, q: np.ndarray, k: int, mask: np.ndarray, sel):
+        """Every matching row: all IVF lists, or exact scores of the reconstructed subset."""
+        if "nlist" in self.manifest.params:
+            sp = layouts.search_parameters(
+                self.kind, self.manifest.params, sel, int(self.manifest.params["nlist"])
+            )
+            return self._index.search(q, k, params=sp)
+        rows = np.flatnonzero(mask)
+        vecs = self._index.reconstruct_batch(rows.astype(np.int64))
+        sims = q @ vecs.T
+        order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        scores = np.full((len(q), k), -np.inf, np.float32)
+        out = np.full((len(q), k), -1, np.int64)
+        scores[:, : order.shape[1]] = np.take_along_axis(sims, order, 1)
+        out[:, : order.shape[1]] = rows[order]
+        return scores, out
+
+    def search(self, queries: np.ndarray, k: int = 10, where: Any = None) -> list[list[Hit]]:
+        """Top-``k`` hits with metadata for each query vector; ``where`` filters (see above)."""
+        scores, rows = self.search_vectors(queries, min(k, max(len(self), 1)), where)
+        return self.hits(scores, rows)
+
+    def hits(self, scores: np.ndarray, rows: np.ndarray) -> list[list[Hit]]:
+        """:class:`Hit` lists (with metadata rows) for raw search results."""
         meta = self.metadata()
         flat_rows = sorted({int(r) for r in rows.ravel() if r >= 0})
         lookup = dict(zip(flat_rows, meta.take(pa.array(flat_rows, pa.int64())).to_pylist()))
@@ -248,7 +223,7 @@ class VectorIndex:
                 if r < 0:
                     continue
                 row = dict(lookup[int(r)])
-                hit_id = str(row.pop(ID_COLUMN))
+                hit_id = str(row.pop("id"))
                 hits.append(Hit(len(hits) + 1, hit_id, float(s), int(r), row))
             out.append(hits)
         return out
@@ -258,62 +233,86 @@ class VectorIndex:
         self, embeddings_dir: str | os.PathLike, progress: Progress | None = None
     ) -> AddReport:
         """Append an embedding dataset made by the same model; ids already indexed are skipped."""
-        emb = EmbeddingManifest.read(Path(embeddings_dir))
-        _check_same_model(self.manifest, emb, embeddings_dir)
-        return self.add_batches(iter_embeddings(embeddings_dir), progress)
+        from biomedclip.embedding.store import DatasetManifest, iter_batches
+
+        emb = DatasetManifest.read(embeddings_dir)
+        check_same_model(self.manifest, emb, embeddings_dir)
+        return self.add_batches(iter_batches(embeddings_dir), progress)
 
     def add_batches(
-        self, batches: Iterable[EmbeddingBatch], progress: Progress | None = None
+        self,
+        batches: Iterable[EmbeddingBatch],
+        progress: Progress | None = None,
+        observer: Observer | None = None,
     ) -> AddReport:
         """Append vectors + metadata rows; commits a new index file and manifest at the end."""
+        if self._mapped:  # a mapped index is read-only: load it to change it
+            path = self.directory / self.manifest.index_file
+            self._index, self._mapped = layouts.read_index(str(path), mmap=False), False
         seen = set(self.keys())
         before = len(self)
-        skipped, tables = 0, []
+        skipped, tables, position = 0, [], 0
         for b in batches:
-            keys = _keys(b.metadata)
-            keep = _first_occurrences(keys, seen)
-            skipped += len(keys) - len(keep)
+            keep = _first_occurrences(_keys(b.metadata), seen)
+            skipped += len(b.metadata) - len(keep)
             if keep:
-                self._index.add(_unit(b.vectors[keep]))
+                vectors = layouts.unit_rows(b.vectors[keep])
+                first = len(self)
+                self._index.add(vectors)
                 tables.append(b.metadata.take(pa.array(keep, pa.int64())))
+                if observer:
+                    observer(vectors, first, position + np.asarray(keep, np.int64))
+            position += len(b.metadata)
             if progress:
-                progress(len(b.ids))
+                progress(len(b.metadata))
         added = len(self) - before
-        if added:
-            self._commit(tables)
+        if added or not self.manifest.index_file:
+            self.commit(tables or [pa.table({"id": pa.array([], pa.string())})])
         return AddReport(added, skipped, len(self))
 
-    def _commit(self, new_tables: list[pa.Table]) -> None:
+    def commit(self, new_tables: list[pa.Table]) -> None:
         """Write the index + new metadata part under fresh names, then the manifest; clean up."""
-        import pyarrow.parquet as pq
-
-        from biomedclip.io_utils import atomic_open
-
-        faiss = _faiss()
         m = self.manifest
         gen = _next_generation(self.directory)
-        index_file, meta_file = f"index-{gen:05d}.faiss", f"meta-{gen:05d}.parquet"
+        index_file, meta_file = f"index-{gen:05d}.faiss", f"meta-{gen:05d}.arrow"
         table = pa.concat_tables(new_tables, promote_options="default")
-        with atomic_open(self.directory / meta_file) as f:
-            pq.write_table(table, f)
+        _write_meta(table, self.directory / meta_file)
         _write_index_atomic(self._index, self.directory / index_file)
         old_index = m.index_file
         m.index_file = index_file
         m.metadata_files = [*m.metadata_files, meta_file]
         m.count = len(self)
-        m.faiss_version = faiss.__version__
+        m.faiss_version = layouts.faiss_module().__version__
         m.write(self.directory)
         if old_index and old_index != index_file:
             (self.directory / old_index).unlink(missing_ok=True)
         self._metadata = None
+        self._masks.clear()
         _remove_stale(self.directory, m)
+
+
+def _read_meta(path: Path) -> pa.Table:
+    if path.suffix == ".parquet":  # indexes written before metadata became Arrow IPC
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path)
+    with pa.memory_map(str(path)) as source:
+        return pa.ipc.open_file(source).read_all()
+
+
+def _write_meta(table: pa.Table, path: Path) -> None:
+    from biomedclip.io_utils import atomic_open
+
+    table = table.combine_chunks()  # one record batch: row lookups in the mapped file stay O(1)
+    with atomic_open(path) as f, pa.ipc.new_file(f, table.schema) as writer:
+        writer.write_table(table, max_chunksize=max(table.num_rows, 1))
 
 
 def _write_index_atomic(index, path: Path) -> None:
     """``faiss.write_index`` to a temporary name, fsync, rename (no in-memory copy of the index)."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        _faiss().write_index(index, str(tmp))
+        layouts.faiss_module().write_index(index, str(tmp))
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -322,7 +321,7 @@ def _write_index_atomic(index, path: Path) -> None:
 
 
 def _keys(table: pa.Table) -> list[tuple[str, str | None]]:
-    ids = table.column(ID_COLUMN).to_pylist()
+    ids = table.column("id").to_pylist()
     if "modality" in table.column_names:
         return list(zip(ids, table.column("modality").to_pylist()))
     return [(i, None) for i in ids]
@@ -341,7 +340,8 @@ def _first_occurrences(keys: Sequence[tuple], seen: set[tuple]) -> list[int]:
 def _next_generation(directory: Path) -> int:
     gens = [
         int(p.stem.split("-")[1])
-        for p in list(directory.glob("index-*.faiss")) + list(directory.glob("meta-*.parquet"))
+        for pattern in ("index-*.faiss", "meta-*.parquet", "meta-*.arrow")
+        for p in directory.glob(pattern)
         if p.stem.split("-")[1].isdigit()
     ]
     return max(gens, default=-1) + 1
@@ -349,117 +349,16 @@ def _next_generation(directory: Path) -> int:
 
 def _remove_stale(directory: Path, manifest: IndexManifest) -> None:
     live = {manifest.index_file, *manifest.metadata_files, MANIFEST_FILE}
-    leftovers = [*directory.glob(".index-*.tmp"), *directory.glob(".meta-*.tmp")]  # killed runs
-    for p in [*directory.glob("index-*.faiss"), *directory.glob("meta-*.parquet"), *leftovers]:
-        if p.name not in live:
-            p.unlink(missing_ok=True)
+    patterns = ("index-*.faiss", "meta-*.parquet", "meta-*.arrow", ".index-*.tmp", ".meta-*.tmp")
+    for pattern in patterns:  # older generations, and temp files of killed runs
+        for p in directory.glob(pattern):
+            if p.name not in live:
+                p.unlink(missing_ok=True)
 
 
-def _check_same_model(index: IndexManifest, emb: EmbeddingManifest, source: object) -> None:
+def check_same_model(index: IndexManifest, emb: DatasetManifest, source: object) -> None:
     if emb.dim != index.dim:
         raise InputError(
             f"{source}: embeddings of dim {emb.dim} cannot go into an index of dim {index.dim}"
         )
     index.check_model(emb.model, emb.model_sha256, emb.dim)
-
-
-# ---- building --------------------------------------------------------------------------------
-
-
-def build_index_from_arrays(
-    ids: Sequence[str],
-    vectors: np.ndarray,
-    out_dir: str | os.PathLike,
-    model: str | None,
-    model_sha256: str | None = None,
-    metadata: pa.Table | dict[str, Sequence[Any]] | None = None,
-    spec: IndexSpec | None = None,
-    overwrite: bool = False,
-    batch_rows: int = 65536,
-    seed: int = 0,
-) -> VectorIndex:
-    """Index in-memory vectors ``[n, dim]`` (``model`` names the model that made them)."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    if vectors.ndim != 2 or len(ids) != len(vectors):
-        raise InputError(f"{len(ids)} ids for vectors of shape {vectors.shape}")
-    cols = {ID_COLUMN: pa.array([str(i) for i in ids], pa.string())}
-    table = pa.table(cols)
-    if metadata is not None:
-        extra = metadata if isinstance(metadata, pa.Table) else pa.table(dict(metadata))
-        for name in extra.column_names:
-            if name != ID_COLUMN:
-                table = table.append_column(name, extra.column(name))
-
-    def batches() -> Iterable[EmbeddingBatch]:
-        for start in range(0, len(vectors), batch_rows):
-            yield EmbeddingBatch(
-                vectors[start : start + batch_rows], table.slice(start, batch_rows)
-            )
-
-    emb = EmbeddingManifest(
-        model, model_sha256, int(vectors.shape[1]), True, "float32", len(vectors)
-    )
-    return _build(emb, batches, out_dir, spec, overwrite, None, seed)
-
-
-def build_index(
-    embeddings_dir: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    spec: IndexSpec | None = None,
-    overwrite: bool = False,
-    progress: Progress | None = None,
-    seed: int = 0,
-) -> VectorIndex:
-    """Index an embedding dataset into ``out_dir`` (see :class:`IndexSpec` for the layout choice)."""
-    emb = EmbeddingManifest.read(Path(embeddings_dir))
-    if emb.count is None:  # older/partial manifests: count the rows
-        import pyarrow.parquet as pq
-
-        from biomedclip.index.embeddings import part_files
-
-        emb.count = sum(pq.ParquetFile(p).metadata.num_rows for p in part_files(embeddings_dir))
-    return _build(
-        emb, lambda: iter_embeddings(embeddings_dir), out_dir, spec, overwrite, progress, seed
-    )
-
-
-def _build(
-    emb: EmbeddingManifest,
-    batches: Callable[[], Iterable[EmbeddingBatch]],
-    out_dir: str | os.PathLike,
-    spec: IndexSpec | None,
-    overwrite: bool,
-    progress: Progress | None,
-    seed: int,
-) -> VectorIndex:
-    spec = spec or IndexSpec()
-    out = Path(out_dir)
-    if (out / MANIFEST_FILE).exists() and not overwrite:
-        raise InputError(f"{out}: an index already exists (use `index add`, or --overwrite)")
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a directory")
-    count = int(emb.count or 0)
-    resolved = spec.resolve(int(count), emb.dim)
-    index = _new_faiss_index(resolved, emb.dim)
-    if resolved.kind == "ivfpq":
-        train = _sample_training(batches(), int(count), int(resolved.params["train_size"]), seed)
-        log.info("training ivfpq on %d vectors", len(train))
-        index.train(_unit(train))
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = IndexManifest(
-        model=canonical_source(emb.model),
-        model_sha256=emb.model_sha256,
-        dim=emb.dim,
-        normalized=True,
-        metric="inner_product",
-        kind=resolved.kind,
-        params=resolved.params,
-        count=0,
-        index_file="",
-        metadata_files=[],
-    )
-    vi = VectorIndex(out, manifest, index)
-    vi.add_batches(batches(), progress)
-    if not manifest.index_file:  # empty dataset: still commit an (empty) index
-        vi._commit([pa.table({ID_COLUMN: pa.array([], pa.string())})])
-    return vi

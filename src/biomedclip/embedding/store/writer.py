@@ -1,25 +1,10 @@
-"""The embeddings dataset on disk: ``part-*.parquet`` files, ``manifest.json`` and ``errors.jsonl``.
-
-While a job runs, every encoded batch is written at once as ``batch-NNNNNNNN.parquet`` (temporary
-file, fsync, rename), so a kill loses at most the batch in flight. When the job completes, the
-batches are compacted into ``part-NNNNNN.parquet`` files; each part names the batch range it
-covers in its schema metadata, is renamed into place, and only then are those batches deleted.
-Readers take every part plus the batches no part covers (:func:`part_files`), so the dataset is
-readable and duplicate-free at every moment; a rerun finishes an interrupted compaction, reads the
-ids already present and skips them. After a completed job only ``part-*.parquet`` files remain.
-Schema of every part:
-``id`` string, ``path`` string, ``text`` string, ``modality`` string ("image"/"text"),
-``embedding`` fixed_size_list<float32|float16>[D] (L2-normalised), then source metadata columns.
-"""
+"""Writing a dataset: one durable ``batch-*.parquet`` per encoded batch, compaction into parts."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,113 +14,23 @@ import pyarrow.parquet as pq
 
 from biomedclip.embedding.batching import Failure
 from biomedclip.embedding.sources import Item
+from biomedclip.embedding.store.layout import (
+    BATCH_RE,
+    COMPAT_KEYS,
+    COVERS_KEY,
+    ERRORS,
+    MANIFEST,
+    PART_RE,
+    STORAGE_DTYPES,
+    TEMP_RE,
+    DatasetInfo,
+    _numbered,
+    dataset_files,
+    output_schema,
+    part_files,
+)
 from biomedclip.errors import InputError
 from biomedclip.io_utils import atomic_open, atomic_write_json
-
-MANIFEST = "manifest.json"
-ERRORS = "errors.jsonl"
-PART_RE = re.compile(r"^part-(\d+)\.parquet$")
-BATCH_RE = re.compile(r"^batch-(\d+)\.parquet$")
-# temporary files of atomic writes (biomedclip.io_utils) that a kill can leave behind
-TEMP_RE = re.compile(r"^\.((part|batch)-\d+\.parquet|manifest\.json|errors\.jsonl)\..*\.tmp$")
-COVERS_KEY = b"biomedclip.covers"  # a compacted part's schema metadata: "FIRST-LAST" batch numbers
-STORAGE_DTYPES = {"float32": pa.float32(), "float16": pa.float16()}
-# manifest keys that must agree for a rerun to append to an existing dataset
-COMPAT_KEYS = ("model", "model_sha256", "dim", "dtype", "precision")
-
-
-def _numbered(directory: Path, pattern: re.Pattern) -> list[tuple[int, Path]]:
-    out = []
-    for p in directory.glob("*.parquet"):
-        m = pattern.match(p.name)
-        if m:
-            out.append((int(m.group(1)), p))
-    return sorted(out)
-
-
-def _covers(part: Path) -> tuple[int, int] | None:
-    meta = pq.read_schema(part).metadata or {}
-    raw = meta.get(COVERS_KEY)
-    if not raw:
-        return None
-    first, last = raw.decode().split("-")
-    return int(first), int(last)
-
-
-@dataclass
-class DatasetFiles:
-    """The live files of a dataset: compacted parts plus the batch files no part covers."""
-
-    parts: list[Path]
-    batches: list[Path]
-    covered: list[Path]  # batch files already compacted into a part (left by a kill)
-    next_batch: int
-
-    @property
-    def live(self) -> list[Path]:
-        return self.parts + self.batches
-
-
-def dataset_files(directory: str | Path) -> DatasetFiles:
-    d = Path(directory)
-    parts = [p for _, p in _numbered(d, PART_RE)]
-    ranges = [r for r in (_covers(p) for p in parts) if r is not None]
-    batches, covered = [], []
-    top = max((last for _, last in ranges), default=-1)
-    for n, p in _numbered(d, BATCH_RE):
-        top = max(top, n)
-        (covered if any(a <= n <= b for a, b in ranges) else batches).append(p)
-    return DatasetFiles(parts, batches, covered, top + 1)
-
-
-def part_files(directory: str | Path) -> list[Path]:
-    """Every file holding live rows, in write order: compacted parts, then uncompacted batches.
-
-    Rule for readers: a ``batch-N.parquet`` whose N lies in a part's ``biomedclip.covers`` range
-    is a leftover of an interrupted compaction and must be skipped (its rows are in that part).
-    """
-    return dataset_files(directory).live
-
-
-def output_schema(dim: int, storage_dtype: str, meta_schema: pa.Schema) -> pa.Schema:
-    value = STORAGE_DTYPES[storage_dtype]
-    fields = [
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("path", pa.string()),
-        pa.field("text", pa.string()),
-        pa.field("modality", pa.string(), nullable=False),
-        pa.field("embedding", pa.list_(pa.field("item", value), dim), nullable=False),
-    ]
-    return pa.schema(fields + list(meta_schema))
-
-
-@dataclass
-class DatasetInfo:
-    model: str
-    model_sha256: str | None
-    dim: int
-    dtype: str
-    precision: str
-    modality: str
-    source: str
-
-    def manifest(self, count: int, parts: int, errors: int, complete: bool) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "model_sha256": self.model_sha256,
-            "dim": self.dim,
-            "normalized": True,
-            "dtype": self.dtype,
-            "precision": self.precision,
-            "modality": self.modality,
-            "source": self.source,
-            "count": count,
-            "parts": parts,
-            "errors": errors,
-            "complete": complete,
-            "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "format": "biomedclip-embeddings/1",
-        }
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -237,39 +132,69 @@ class EmbeddingWriter:
         return frozenset(i for i, m in self.done if m == modality)
 
     # ---- rows -------------------------------------------------------------------------------
-    def _table(self, items: Sequence[Item], modality: str, embeddings: np.ndarray) -> pa.Table:
+    def _table(
+        self,
+        ids: Sequence[str],
+        modality: str | Sequence[str],
+        embeddings: np.ndarray,
+        paths: Sequence[str | None] | None = None,
+        texts: Sequence[str | None] | None = None,
+        meta: dict[str, Sequence[Any]] | None = None,
+    ) -> pa.Table:
         vecs = np.asarray(embeddings).astype(
             np.float16 if self.info.dtype == "float16" else np.float32
         )
         flat = pa.array(vecs.reshape(-1), type=STORAGE_DTYPES[self.info.dtype])
+        none = [None] * len(ids)
         arrays = [
-            pa.array([it.id for it in items], type=pa.string()),
-            pa.array([it.path for it in items], type=pa.string()),
-            pa.array([it.text for it in items], type=pa.string()),
-            pa.array([modality] * len(items), type=pa.string()),
+            pa.array(list(ids), type=pa.string()),
+            pa.array(none if paths is None else list(paths), type=pa.string()),
+            pa.array(none if texts is None else list(texts), type=pa.string()),
+            pa.array(_per_row(modality, len(ids)), type=pa.string()),
             pa.FixedSizeListArray.from_arrays(flat, self.info.dim),
         ]
         for f in self.schema:
             if f.name in self.meta_names:
-                arrays.append(pa.array([it.meta.get(f.name) for it in items], type=f.type))
+                arrays.append(pa.array(list((meta or {}).get(f.name, none)), type=f.type))
         return pa.Table.from_arrays(arrays, schema=self.schema)
 
     def add(self, items: Sequence[Item], modality: str, embeddings: np.ndarray) -> None:
         """Write one encoded batch durably (fsync'd, atomic) before returning."""
-        if len(items) != len(embeddings):
-            raise ValueError("items and embeddings differ in length")
-        if not items:
+        meta = {name: [it.meta.get(name) for it in items] for name in self.meta_names}
+        self.add_arrays(
+            [it.id for it in items],
+            modality,
+            embeddings,
+            [it.path for it in items],
+            [it.text for it in items],
+            meta,
+        )
+
+    def add_arrays(
+        self,
+        ids: Sequence[str],
+        modality: str | Sequence[str],
+        embeddings: np.ndarray,
+        paths: Sequence[str | None] | None = None,
+        texts: Sequence[str | None] | None = None,
+        meta: dict[str, Sequence[Any]] | None = None,
+    ) -> None:
+        """:meth:`add` for column arrays (``modality``: one for all rows or one a row; ``meta``:
+        one list per metadata column)."""
+        if len(ids) != len(embeddings):
+            raise ValueError("ids and embeddings differ in length")
+        if not len(ids):
             return
-        table = self._table(items, modality, embeddings)
+        table = self._table(ids, modality, embeddings, paths, texts, meta)
         with atomic_open(self.dir / f"batch-{self._next_batch:08d}.parquet", "wb") as fp:
             pq.write_table(table, fp)
         _fsync_dir(self.dir)
         self._next_batch += 1
         self.written_parts += 1
         self.count += table.num_rows
-        for it in items:
-            self.done.add((it.id, modality))
-            self.failures.pop((it.id, modality), None)
+        for key in zip(ids, _per_row(modality, len(ids))):
+            self.done.add(key)
+            self.failures.pop(key, None)
         self.write_manifest(False)
 
     def add_failures(self, failures: Sequence[Failure]) -> None:
@@ -325,42 +250,57 @@ class EmbeddingWriter:
         self.write_manifest(complete)
 
 
-# ---- reading ------------------------------------------------------------------------------------
-def read_manifest(directory: str | Path) -> dict[str, Any]:
-    path = Path(directory) / MANIFEST
-    if not path.is_file():
-        raise InputError(f"{directory}: not an embeddings dataset (no {MANIFEST})")
-    try:
-        return json.loads(path.read_text())
-    except ValueError as e:
-        raise InputError(f"{path}: unreadable manifest ({e})") from e
+def write_embeddings(
+    directory: str | Path,
+    ids: Sequence[str],
+    vectors: np.ndarray,
+    model: str | None,
+    model_sha256: str | None = None,
+    dtype: str = "float32",
+    modality: str | Sequence[str] = "image",
+    paths: Sequence[str | None] | None = None,
+    texts: Sequence[str | None] | None = None,
+    metadata: dict[str, Sequence[Any]] | None = None,
+    rows_per_part: int = 50_000,
+    overwrite: bool = False,
+) -> Path:
+    """Write vectors made elsewhere (L2-normalised here) as a complete dataset, like ``embed``.
 
-
-def read_embeddings(
-    directory: str | Path, modality: str | None = None, columns: Sequence[str] | None = None
-) -> tuple[list[str], np.ndarray, pa.Table]:
-    """``(ids, embeddings [N, D] float32, table)`` of an embeddings dataset written by ``embed``.
-
-    ``modality`` ("image"/"text") keeps only those rows; ``columns`` limits the table's columns
-    (``embedding`` is always read). The table excludes the embedding column.
+    ``modality``: "image"/"text" for every row, or one a row; ``metadata`` maps extra column
+    names to one value per row (split, journal, year, label...).
     """
-    manifest = read_manifest(directory)
-    parts = part_files(directory)
-    dim = int(manifest["dim"])
-    if not parts:
-        return [], np.zeros((0, dim), np.float32), pa.table({"id": pa.array([], pa.string())})
-    cols = (
-        None if columns is None else list(dict.fromkeys(["id", "modality", "embedding", *columns]))
-    )
-    table = pa.concat_tables(
-        [pq.read_table(p, columns=cols) for p in parts], promote_options="default"
-    )
-    if modality is not None:
-        import pyarrow.compute as pc
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or len(ids) != len(vectors):
+        raise InputError(f"{len(ids)} ids for vectors of shape {vectors.shape}")
+    meta = {k: pa.array(list(v)) for k, v in (metadata or {}).items()}
+    for k, v in meta.items():
+        if len(v) != len(ids):
+            raise InputError(f"metadata column {k!r} has {len(v)} values for {len(ids)} rows")
+    kinds = _per_row(modality, len(ids))
+    label = kinds[0] if len(set(kinds)) == 1 else "both"
+    info = DatasetInfo(model, model_sha256, vectors.shape[1], dtype, "fp32", label, "arrays")
+    schema = pa.schema([pa.field(k, v.type) for k, v in meta.items()])
+    writer = EmbeddingWriter(directory, info, schema, rows_per_part, overwrite)
+    step = max(1, rows_per_part)
+    for a in range(0, len(ids), step):
+        b = min(a + step, len(ids))
+        chunk = vectors[a:b]
+        unit = chunk / np.maximum(np.linalg.norm(chunk, axis=1, keepdims=True), 1e-12)
+        writer.add_arrays(
+            [str(i) for i in ids[a:b]],
+            kinds[a:b],
+            unit,
+            None if paths is None else paths[a:b],
+            None if texts is None else texts[a:b],
+            {k: v[a:b].to_pylist() for k, v in meta.items()},
+        )
+    writer.close(complete=True)
+    return Path(directory)
 
-        table = table.filter(pc.equal(table.column("modality"), modality))
-    emb = table.column("embedding").combine_chunks()
-    values = emb.flatten().to_numpy(zero_copy_only=False)
-    embeddings = np.asarray(values, dtype=np.float32).reshape(-1, dim)
-    table = table.drop_columns(["embedding"])
-    return table.column("id").to_pylist(), embeddings, table
+
+def _per_row(modality: str | Sequence[str], n: int) -> list[str]:
+    if isinstance(modality, str):
+        return [modality] * n
+    if len(modality) != n:
+        raise InputError(f"{len(modality)} modality values for {n} rows")
+    return list(modality)
