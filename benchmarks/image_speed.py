@@ -56,15 +56,17 @@ def main() -> None:
 
     variants = {"reference_fp32": ref_fp32}
     encoders = {
-        "ours_fp32": Encoder(ours, EncoderSettings("fp32")),
-        "ours_bf16": Encoder(ours, EncoderSettings("bf16")),
+        "ours_fp32": Encoder(ours, settings=EncoderSettings("fp32")),
+        "ours_bf16": Encoder(ours, settings=EncoderSettings("bf16")),
     }
     export_s = None
     try:
         with tempfile.TemporaryDirectory() as cache:
             os.environ["BIOMEDCLIP_CACHE"] = cache  # measure the export, not a cached file
             t = time.perf_counter()
-            encoders["ours_onnx_int8"] = Encoder(ours, EncoderSettings(backend="onnx-int8"))
+            encoders["ours_onnx_int8"] = Encoder(
+                ours, settings=EncoderSettings(backend="onnx-int8")
+            )
             export_s = time.perf_counter() - t
     except ConfigError as e:  # onnxruntime not installed
         print(f"skipping onnx-int8: {e}")

@@ -37,14 +37,14 @@ def test_int8_images_match_fp32_and_the_export_is_cached(tiny, image_dir, cache)
     assert len(files) == 1
     mtime = files[0].stat().st_mtime_ns
     # another encoder of the same weights reuses the file; changed weights export anew
-    Encoder(model, EncoderSettings(backend="onnx-int8"))
+    Encoder(model, settings=EncoderSettings(backend="onnx-int8"))
     assert files[0].stat().st_mtime_ns == mtime
     import copy
 
     other = copy.deepcopy(model)
     with torch.no_grad():
         other.visual.head.proj.weight.mul_(1.5)
-    Encoder(other, EncoderSettings(backend="onnx-int8"))
+    Encoder(other, settings=EncoderSettings(backend="onnx-int8"))
     assert len(list(cache.glob("image-*.onnx"))) == 2
 
 

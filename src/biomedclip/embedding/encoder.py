@@ -135,6 +135,10 @@ class Encoder:
         settings: EncoderSettings | None = None,
         progress: bool = False,
     ):
+        if isinstance(preprocess, EncoderSettings) or isinstance(tokenizer, EncoderSettings):
+            raise TypeError(
+                "pass EncoderSettings as settings=... (the second argument is preprocess)"
+            )
         self.settings = settings or EncoderSettings()
         self.model = model.eval()
         self.preprocess = preprocess or getattr(model, "preprocess", None)
