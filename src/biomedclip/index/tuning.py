@@ -21,7 +21,7 @@ from biomedclip.index.layouts import faiss_module, search_parameters
 
 log = logging.getLogger(__name__)
 LADDER = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
-REFINE_FACTORS = (2, 4, 8, 16, 32, 64)
+REFINE_FACTORS = (8, 16, 32, 64, 128, 256)  # exact re-ranking of k*f rows is cheap
 PLATEAU = 0.002  # stop raising a knob once two more steps gain less recall than this
 LATENCY_QUERIES = 50
 
@@ -151,6 +151,8 @@ def tune(
                 if best is None or key < best[0]:
                     best = (key, p, point)
                 break
+        if best is not None and not best[0][0] and point is not best[2]:
+            break  # met before, and this larger factor is slower: larger ones will be too
     _, chosen, point = best
     report.update(
         recall=point["recall"],
