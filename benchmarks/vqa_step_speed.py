@@ -9,7 +9,7 @@ the frozen ViT runs on the pixels every step. Warm-up, interleaved repetitions, 
 the same batch. The released weights cannot be downloaded here: the towers are randomly
 initialised, which does not change the amount of compute.
 
-    python benchmarks/vqa_step_speed.py [--batch-size 4] [--repeats 5]
+    python benchmarks/vqa_step_speed.py [--batch-size 4] [--repeats 5] [--text full|frozen]
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--text", choices=["full", "frozen"], default="full", help="text tower")
     args = ap.parse_args()
 
     from biomedclip.config import ModelConfig
@@ -53,7 +54,7 @@ def main() -> None:
     tokenizer = Tokenizer.from_pretrained(SHARED / "biomedclip_hub", context_length=256)
     backbone = BiomedCLIP(ModelConfig.biomedclip())
     model = VQAModel(backbone, cfg.model.fusion, vocab)
-    model.configure("frozen", 0, "full", 0)
+    model.configure("frozen", 0, args.text, 0)
     opt = torch.optim.AdamW(optimizer_groups(model, cfg), lr=5e-6)
     pre = eval_transform(backbone.config.preprocess)
     pixels = torch.stack([pre(load_image(it.image, mode=None)) for it in batch])
@@ -70,7 +71,7 @@ def main() -> None:
         loss = vqa_loss(model(tb.input_ids, tb.attention_mask, **image), targets, "bce")
         loss.backward()
         opt.step()
-        return float(loss)
+        return float(loss.detach())
 
     timings = interleaved(
         {
@@ -88,6 +89,7 @@ def main() -> None:
         "what": "VQA training step (fwd + BCE + bwd + AdamW), full-size towers, frozen image "
         "tower, text tower + 6-layer fusion trained; cached image tokens vs encoding every step",
         "batch_size": len(batch),
+        "text_tower": args.text,
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "results": summary,
         "speedup_cached_over_encoded": summary["cached"]["speedup_vs_encoded"],
