@@ -16,49 +16,25 @@ def tiny_encoder(tiny_model_dir):
 
 @pytest.fixture(scope="session")
 def shapes_model(tmp_path_factory):
-    """A tiny model trained from scratch on the built-in drawn shapes (a short configs/tiny_cpu.yaml
-    run), its summary (the trainer's own validation), and its validation shards."""
+    """A tiny model trained from scratch on the built-in drawn shapes: configs/tiny_cpu.yaml cut to
+    250 steps on 4,000 drawings; its summary (the trainer's own validation) and val shards."""
     import json
 
-    from tests.train.conftest import run_cli, tiny_config, write_config
+    import yaml
+
+    from tests.train.conftest import REPO, run_cli, write_config
 
     tmp = tmp_path_factory.mktemp("shapes_run")
-    cfg = tiny_config(
-        tmp / "run",
-        "",
-        model={
-            "init": "scratch",
-            "preset": "tiny",
-            "tokenizer": "shapes",
-            "overrides": {
-                "text.bert.hidden_dropout_prob": 0.0,
-                "text.bert.attention_probs_dropout_prob": 0.0,
-            },
-        },
-        data={
-            "train": None,
-            "workers": 0,
-            "shuffle_buffer": 500,
-            "shapes": {"n_train": 4000, "n_val": 240, "samples_per_shard": 1000},
-        },
-        optim={"lr": 2e-3, "warmup_steps": 20, "weight_decay": 0.05},
-        train={"steps": 250, "global_batch_size": 64},
-        output={
-            "save_every": 250,
-            "log_every": 50,
-            "tensorboard": False,
-            "zeroshot_labels": None,
-        },  # fmt: skip
-    )
-    from biomedclip.train.shapes import LABELS
-
-    cfg["output"]["zeroshot_labels"] = list(LABELS)
+    cfg = yaml.safe_load((REPO / "configs" / "tiny_cpu.yaml").read_text())
+    cfg["data"].update(workers=0)
+    cfg["data"]["shapes"].update(n_train=4000, n_val=240, samples_per_shard=1000)
+    cfg["train"]["steps"] = 250
+    cfg["output"].update(dir=str(tmp / "run"), save_every=250, eval_every=0, tensorboard=False)
     proc = run_cli(["train", str(write_config(tmp / "c.yaml", cfg))], timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     run = tmp / "run"
-    summary = json.loads((run / "summary.json").read_text())
     return {
         "model": run / "final",
-        "summary": summary,
+        "summary": json.loads((run / "summary.json").read_text()),
         "val": sorted((run / "shapes_data").glob("val-*.tar")),
     }
