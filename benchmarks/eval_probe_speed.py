@@ -91,9 +91,15 @@ def main() -> None:
         cache = Path(args.cache or tmp)
         splits = {s: load_dataset("lc25000_lung", SHARED, s) for s in ("train", "val", "test")}
         assert sum(len(d) for d in splits.values()) == 600
+        preexisting = any(cache.glob("lc25000_lung-*/chunk-*.json"))
         t = time.perf_counter()
         feats = {s: compute_features(enc, d, cache) for s, d in splits.items()}
-        stages["features_encode_600_images_s"] = time.perf_counter() - t
+        first = (
+            "features_first_call_from_existing_cache_s"
+            if preexisting
+            else "features_encode_600_images_s"
+        )
+        stages[first] = time.perf_counter() - t
         t = time.perf_counter()
         feats = {s: compute_features(enc, d, cache) for s, d in splits.items()}  # from the cache
         stages["features_from_cache_s"] = time.perf_counter() - t
@@ -105,7 +111,8 @@ def main() -> None:
         t = time.perf_counter()
         fs = few_shot(tr, va, te, (1, 2, 4, 8, 16), (0, 1, 2, 3, 4), model_name="random-weights")
         stages["few_shot_5k_x_5seeds_s"] = time.perf_counter() - t
-        total = sum(v for k, v in stages.items() if k != "features_encode_600_images_s")
+        total = sum(v for k, v in stages.items() if not k.startswith("features_"))
+        total += stages["features_from_cache_s"]
         stages["total_after_caching_s"] = total
 
         timings = interleaved(
