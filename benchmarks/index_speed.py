@@ -232,7 +232,7 @@ def extrapolate_10m(results: dict, dim: int) -> dict:
         "cannot be generated and held on this 24 GiB machine shared with other jobs",
         "auto_choice": spec.to_dict(),
         "memory_arithmetic": {
-            "pq_codes_gib": round(n * p["pq_m"] / 2**30, 2),
+            "pq_codes_gib": round(n * p["pq_m"] * p["pq_bits"] / 8 / 2**30, 2),
             "sq8_refine_gib": round(n * dim / 2**30, 2),
             "ids_gib": round(n * 8 / 2**30, 2),
             "centroids_gib": round(p["nlist"] * dim * 4 / 2**30, 3),

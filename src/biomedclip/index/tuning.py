@@ -24,6 +24,9 @@ LADDER = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512,
 REFINE_FACTORS = (8, 16, 32, 64, 128, 256)  # exact re-ranking of k*f rows is cheap
 PLATEAU = 0.002  # stop raising a knob once two more steps gain less recall than this
 LATENCY_QUERIES = 50
+# tune to a little above the target: ~2 standard errors of a 500-query recall estimate, so the
+# cheapest setting found on the sample still reaches the target on unseen queries
+MARGIN = 0.01
 
 
 @dataclass
@@ -121,6 +124,7 @@ def tune(
         _, found = index.search(queries, k + 1, params=search_parameters(kind, p))
         return recall_at_k(found, own, truth, k)
 
+    goal = min(1.0, target + MARGIN)
     grid: list[dict[str, Any]] = []
     if kind == "hnsw":
         knob, ladder = "ef_search", [v for v in LADDER if v >= k] + [1536, 2048]
@@ -143,11 +147,11 @@ def tune(
             grid.append(point)
             history.append(r)
             plateau = len(history) >= 3 and history[-1] - history[-3] < PLATEAU
-            if r >= target or v == ladder[-1] or plateau:
+            if r >= goal or v == ladder[-1] or plateau:
                 point["p50_ms"] = round(
                     _latency_ms(index, queries, k, search_parameters(kind, p)), 3
                 )
-                key = (r < target, point["p50_ms"] if r >= target else -r)  # else best recall
+                key = (r < goal, point["p50_ms"] if r >= goal else -r)  # else best recall
                 if best is None or key < best[0]:
                     best = (key, p, point)
                 break
@@ -157,6 +161,7 @@ def tune(
     report.update(
         recall=point["recall"],
         target_met=point["recall"] >= target,
+        tuned_to=goal,
         p50_ms_one_thread=point["p50_ms"],
         chosen={
             knob: chosen[knob],
