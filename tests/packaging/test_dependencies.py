@@ -33,6 +33,7 @@ MODULE_EXTRAS: dict[str, tuple[str, ...]] = {
     "biomedclip.eval.pairs": (),  # core: read by the PMC pipeline and retrieval evaluation
     "biomedclip.eval.retrieval": (),
     "biomedclip.eval.retrieval_eval": (),
+    "biomedclip.eval.bootstrap": (),  # NumPy only: also the VQA report's intervals
     "biomedclip.serve": ("serve",),
     "biomedclip.vqa": ("train",),  # built on the training infrastructure
 }
