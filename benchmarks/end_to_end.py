@@ -70,7 +70,7 @@ def main() -> None:
         os.environ["BIOMEDCLIP_CACHE"] = str(Path(tmp) / "cache")
         t = time.perf_counter()
         try:  # one-off export + quantisation, cached for the timed runs
-            Encoder(ours, EncoderSettings(backend="onnx-int8"))
+            Encoder(ours, settings=EncoderSettings(backend="onnx-int8"))
         except ConfigError as e:
             print(f"skipping onnx-int8: {e}")
             names.remove("ours_onnx_int8")
