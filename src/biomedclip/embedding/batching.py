@@ -90,12 +90,6 @@ def decode_item(
     return out
 
 
-def decode_image(item: Item, preprocess: Callable, max_pixels: int | None) -> torch.Tensor:
-    """One preprocessed image of an item (the first image of a multi-image input)."""
-    options = ReadOptions(mode=None, max_pixels=max_pixels, wsi="thumbnail")
-    return decode_item(item, preprocess, options)[0][0]
-
-
 class ImageBatchStream(IterableDataset):
     """Batches of decoded images. With several DataLoader workers, listing sources are split batch by
     batch and shard sources shard by shard, so each worker decodes a disjoint part."""

@@ -281,12 +281,3 @@ class Encoder:
         emb = self.encode_tokens(batch.input_ids, batch.attention_mask)
         emb = emb.reshape(len(labels), len(temps), -1).mean(dim=1)
         return F.normalize(emb, dim=-1)
-
-    # ---- compatibility with the earlier numpy API ------------------------------------------------------
-    def encode_images_tensor(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.encode_pixels(pixels)
-
-    def encode_texts_tensor(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
-    ) -> torch.Tensor:
-        return self.encode_tokens(input_ids, attention_mask)
