@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,15 @@ from biomedclip.imaging import detect_format, load_image, read_image
 from tests.conftest import shared_path
 from tests.imaging.helpers import skimage_file
 from tests.imaging.test_windowing import linear_reference
+
+
+def large_jpeg(side: int) -> Path:
+    """The first SLAKE JPEG of ``side`` x ``side`` pixels."""
+    for path in sorted(shared_path("slake", "imgs").glob("*/source.jpg")):
+        with Image.open(path) as im:
+            if im.size == (side, side):
+                return path
+    raise AssertionError(f"no {side}px SLAKE image")
 
 
 def lc25000_jpegs(n: int = 3):
@@ -140,3 +150,38 @@ def test_bad_inputs_give_typed_errors(tmp_path):
     misnamed.write_bytes(skimage_file("cell.png").read_bytes())
     assert detect_format(misnamed) == "pillow"
     assert load_image(misnamed).size == load_image(skimage_file("cell.png")).size
+
+
+def test_draft_decodes_large_jpegs_at_a_reduced_dct_scale(tmp_path):
+    """``draft``: the smallest DCT scale that keeps both sides >= the size; only for JPEGs."""
+    from biomedclip.errors import InputError
+    from biomedclip.imaging import ReadOptions
+
+    real = large_jpeg(1024)  # a real 1024 x 1024 SLAKE scan
+    with Image.open(real) as im:
+        plain = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    exact = read_image(real, ReadOptions())
+    assert "draft_scale" not in exact.item(0)
+    np.testing.assert_array_equal(np.asarray(exact.images[0]), plain)  # default: every pixel
+    fast = read_image(real, ReadOptions(draft=224))
+    assert fast.images[0].size == (256, 256) and fast.item(0)["draft_scale"] == 4
+    down = np.asarray(Image.fromarray(plain).resize((256, 256), Image.Resampling.BOX), float)
+    assert np.abs(np.asarray(fast.images[0], float) - down).mean() < 3  # the same picture
+    assert read_image(real, ReadOptions(draft=100)).images[0].size == (128, 128)  # 1/8
+    assert read_image(real, ReadOptions(draft=300)).images[0].size == (512, 512)  # 1/2
+    # the rotation is applied after the scaled decode: 700x420 stored, 6 = rotate -> 210x350
+    rotated = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(plain).resize((700, 420)).save(rotated, exif=exif.tobytes())
+    assert read_image(rotated, ReadOptions(draft=200)).images[0].size == (210, 350)
+    # not a JPEG, or too small to scale: decoded in full
+    png = tmp_path / "same.png"
+    Image.fromarray(plain).save(png)
+    assert read_image(png, ReadOptions(draft=224)).images[0].size == (1024, 1024)
+    small = tmp_path / "small.jpg"
+    Image.fromarray(plain).resize((300, 300)).save(small)
+    rec = read_image(small, ReadOptions(draft=224))
+    assert rec.images[0].size == (300, 300) and "draft_scale" not in rec.item(0)
+    with pytest.raises(InputError, match="draft"):
+        ReadOptions(draft=0)

@@ -1,8 +1,10 @@
-"""The local embedding engine: images decoded by DataLoader workers while the model runs, texts
-bucketed by length, results streamed into a sink (a Parquet dataset or memory)."""
+"""The local embedding engine: images decoded while the model runs (by DataLoader worker processes,
+or by a thread on machines without cores to spare), texts bucketed by length, results streamed
+into a sink (a Parquet dataset or memory)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -21,6 +23,7 @@ from biomedclip.embedding.batching import (
     text_batches,
 )
 from biomedclip.embedding.encoder import Encoder, EncoderSettings
+from biomedclip.embedding.prefetch import prefetch
 from biomedclip.embedding.sources import Item, Source
 from biomedclip.embedding.store import STORAGE_DTYPES, DatasetInfo, EmbeddingWriter
 from biomedclip.errors import ConfigError
@@ -152,10 +155,10 @@ def run_local(
     """The one encoding loop: embed every item of ``source`` not in ``skip[modality]`` and hand the
     results to ``sink`` (a Parquet writer, or the in-memory sink behind :class:`Encoder`).
 
-    Images are decoded (in DataLoader workers where the machine has cores to spare) while the model
-    runs; texts are tokenised once and bucketed by length. With both modalities, an item's caption
-    is embedded even when its image fails, and on a resumed job even when its image row was written
-    before the interruption.
+    Images are decoded while the model runs (in DataLoader workers where the machine has cores to
+    spare, else in a thread); texts are tokenised once and bucketed by length. With both
+    modalities, an item's caption is embedded even when its image fails, and on a resumed job even
+    when its image row was written before the interruption.
     """
     skip = skip or {}
     mods = modalities_for(source, modality) if isinstance(modality, str) else list(modality)
@@ -189,18 +192,22 @@ def run_local(
             total = sum(1 for it in source.items() if it.id not in image_skip)
             stats.skipped = len(source) - total
         stream = ImageBatchStream(
-            source, encoder.preprocess, settings.batch_size, image_skip, settings.read
+            source, encoder.preprocess, settings.batch_size, image_skip, encoder.read
         )
         workers = settings.workers() if total is None or total > settings.batch_size else 0
-        loader = DataLoader(
-            stream,
-            batch_size=None,
-            num_workers=workers,
-            collate_fn=identity_collate,
-            pin_memory=encoder.device.type == "cuda",
-            prefetch_factor=4 if workers else None,
-        )
-        with _progress(total, progress, "img") as bar:
+        if workers:
+            loader = DataLoader(
+                stream,
+                batch_size=None,
+                num_workers=workers,
+                collate_fn=identity_collate,
+                pin_memory=encoder.device.type == "cuda",
+                prefetch_factor=4,
+            )
+        else:  # no cores to spare for processes: decode the next batch in a thread meanwhile
+            loader = prefetch(stream, depth=2)
+        stop = contextlib.closing(loader) if workers == 0 else contextlib.nullcontext()
+        with _progress(total, progress, "img") as bar, stop:
             for batch in loader:
                 record(batch.failures)
                 if batch.pixels is not None:

@@ -64,8 +64,10 @@ def preprocessing_label(encoder) -> str:
     """What changes the features besides the weights: transform, precision, backend, read options."""
     s = getattr(encoder, "settings", None)
     parts = [repr(getattr(encoder, "preprocess", None))]
-    for attr in ("precision", "backend", "read"):
+    for attr in ("precision", "backend"):
         parts.append(f"{attr}={getattr(s, attr, None)!r}")
+    # the reader the encoder really uses (with ``fast_decode``, JPEGs are drafted)
+    parts.append(f"read={getattr(encoder, 'read', getattr(s, 'read', None))!r}")
     return "; ".join(parts)
 
 

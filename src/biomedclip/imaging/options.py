@@ -33,6 +33,10 @@ class ReadOptions:
     wsi: ``"tiles"`` (default) or ``"thumbnail"`` (one overview image of the slide).
     background: RGB colour to composite alpha onto; ``None`` drops alpha like the reference.
     format: force a reader (``pillow``, ``dicom``, ``nifti``, ``wsi``) instead of sniffing.
+    draft: JPEG only: decode at the smallest DCT scale (1/2, 1/4 or 1/8; Pillow's ``draft``) that
+        keeps both sides at least this many pixels; the exact resize follows. Much faster for
+        large JPEGs and close to, but not equal to, a full decode. ``None`` (default) decodes
+        every pixel.
     """
 
     mode: str | None = "RGB"
@@ -51,6 +55,7 @@ class ReadOptions:
     thumbnail_size: int = 1024
     background: tuple[int, int, int] | None = None
     format: str | None = None
+    draft: int | None = None
 
     def __post_init__(self) -> None:
         self.window = parse_window(self.window)
@@ -86,6 +91,8 @@ class ReadOptions:
         lo, hi = self.percentiles
         if not 0.0 <= lo < hi <= 100.0:
             raise InputError(f"percentiles {self.percentiles}: need 0 <= low < high <= 100")
+        if self.draft is not None and self.draft < 1:
+            raise InputError("draft must be >= 1 pixel (or None for a full decode)")
         if self.format is not None and self.format not in FORMATS:
             raise InputError(f"format {self.format!r}: use one of {', '.join(FORMATS)}")
 

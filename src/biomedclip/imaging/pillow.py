@@ -60,6 +60,19 @@ def to_display(im: Image.Image, options: ReadOptions) -> tuple[Image.Image, dict
     return im.convert(options.mode or "RGB"), info
 
 
+def draft_jpeg(im: Image.Image, size: int | None) -> dict:
+    """Ask the JPEG decoder for a DCT-scaled image (1/2, 1/4, 1/8) whose sides stay >= ``size``.
+
+    Returns ``{"draft_scale": s}`` when the decode was scaled, else ``{}`` (not a JPEG, no
+    ``size``, or the image too small to scale).
+    """
+    if not size or im.format != "JPEG":
+        return {}
+    width = im.width
+    im.draft(im.mode, (size, size))
+    return {"draft_scale": round(width / im.width)} if im.width != width else {}
+
+
 def read_pillow(src: Source, options: ReadOptions) -> ImageRecord:
     name = src.name
     try:
@@ -77,6 +90,7 @@ def read_pillow(src: Source, options: ReadOptions) -> ImageRecord:
                     )
                 images, items = [], []
                 fmt = im.format
+                drafted = draft_jpeg(im, options.draft) if n == 1 else {}
                 for i in indices:
                     if n > 1:
                         im.seek(i)
@@ -84,7 +98,7 @@ def read_pillow(src: Source, options: ReadOptions) -> ImageRecord:
                     frame = ImageOps.exif_transpose(im)
                     out, info = to_display(frame, options)
                     images.append(out if out is not im else im.copy())
-                    items.append({"frame": i, **info})
+                    items.append({"frame": i, **drafted, **info})
                 meta = {
                     "format": "pillow",
                     "codec": fmt,
