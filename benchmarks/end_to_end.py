@@ -21,7 +21,7 @@ few images, every image is timed once per variant. Prints images/s, speed-ups, t
 of ``ours_fp32`` to the reference and the minimum cosine of each other variant to ``ours_fp32``;
 also the decode+preprocess step alone, exact vs fast, with the pixel difference it makes.
 
-    python benchmarks/end_to_end.py [--quick] [--images 500] [--batch-size 32]
+    python benchmarks/end_to_end.py [--quick] [--images 500] [--batch-size 32] [--device cuda]
 """
 
 from __future__ import annotations
@@ -65,10 +65,12 @@ DEFAULT = ALL[:-1]
 def reference_loop(oc, oc_pre, paths: list[Path], batch_size: int) -> np.ndarray:
     """What users write around open_clip: open, preprocess, batch, encode (fp32)."""
     out = []
+    device = next(oc.parameters()).device
     with torch.inference_mode():
         for i in range(0, len(paths), batch_size):
             batch = torch.stack([oc_pre(Image.open(p)) for p in paths[i : i + batch_size]])
-            out.append(F.normalize(oc.encode_image(batch), dim=-1).numpy())
+            feats = oc.encode_image(batch.to(device))
+            out.append(F.normalize(feats, dim=-1).cpu().numpy())
     return np.concatenate(out)
 
 
@@ -111,7 +113,8 @@ def decode_step(pre, paths: list[Path], draft: int | None) -> tuple[float, list[
 
 
 def decode_comparison(pre, paths: list[Path], size: int, repeats: int = 3) -> dict:
-    """The decode + preprocess step alone, exact vs fast, and how far apart their pixels are."""
+    """The decode + preprocess step alone, exact vs fast (JPEGs drafted to sides >= ``size``),
+    and how far apart their pixels are."""
     exact_s, fast_s = [], []
     for _ in range(repeats):
         s, exact = decode_step(pre, paths, None)
@@ -125,6 +128,7 @@ def decode_comparison(pre, paths: list[Path], size: int, repeats: int = 3) -> di
     e, f = statistics.median(exact_s), statistics.median(fast_s)
     return {
         "images": len(paths),
+        "draft_min_side": size,
         "images_decoded_at_reduced_scale": scaled,
         "exact_ms_per_image": round(e * 1000, 2),
         "fast_ms_per_image": round(f * 1000, 2),
@@ -145,17 +149,19 @@ def main() -> None:
     ap.add_argument(
         "--workers", type=int, default=None, help="our decoding processes (default: auto)"
     )
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (both sides run there)")
     args = ap.parse_args()
     n = args.images or (100 if args.quick else 500)
     chunks = args.chunks or (2 if args.quick else 5)
-    bf16_fast = torch.cuda.is_available() or cpu_has_native_bf16()
+    bf16_fast = args.device.startswith("cuda") or cpu_has_native_bf16()
     names = args.variants.split(",") if args.variants else list(DEFAULT)
     skipped = {}
     if args.variants is None and not bf16_fast:
         names.remove("ours_bf16_fast_decode")
         skipped["ours_bf16_fast_decode"] = (
-            "this CPU has no native bf16 (AVX512-BF16/AMX) and no GPU is present: bf16 autocast "
-            "runs emulated, 0.144x fp32 in image_speed_quick.json; run with --variants to time it"
+            "this CPU has no native bf16 (AVX512-BF16/AMX) and the run is not on a GPU: bf16 "
+            "autocast runs emulated, 0.144x fp32 in image_speed_quick.json; --device cuda, or "
+            "--variants to time it anyway"
         )
     unknown = set(names) - set(ALL)
     if unknown or "reference_fp32" not in names or "ours_fp32" not in names:
@@ -163,6 +169,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         oc, oc_pre, _ = build_reference(tmp)
         ours, pre, tok = ours_from_reference(oc, tmp)
+        oc, ours = oc.to(args.device), ours.to(args.device)
         folder = Path(tmp) / "images"
         paths = []
         for i, src in enumerate(real_jpegs(n)):  # a folder of symlinks to the real files
@@ -170,8 +177,8 @@ def main() -> None:
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(src)
             paths.append(link)
-        size = int(ours.config.preprocess.image_size)
-        decode = decode_comparison(pre, paths[: min(n, 100)], size)
+        draft = Encoder(ours, settings=EncoderSettings(fast_decode=True)).read.draft
+        decode = decode_comparison(pre, paths, draft)
         print(f"decode + preprocess alone: {decode}", flush=True)
         os.environ["BIOMEDCLIP_CACHE"] = str(Path(tmp) / "cache")
         export_s = None
@@ -188,6 +195,7 @@ def main() -> None:
         for name in names[1:]:
             run_ours(name, ours, pre, tok, warm, 4, 0)
         seconds = dict.fromkeys(names, 0.0)
+        per_chunk: dict[str, list[float]] = {k: [] for k in names}
         emb: dict[str, dict[str, np.ndarray]] = {k: {} for k in names}
         chunk_dirs = sorted({p.parent for p in paths})
         for c, d in enumerate(chunk_dirs):
@@ -202,7 +210,8 @@ def main() -> None:
                     ids, vecs = run_ours(
                         name, ours, pre, tok, chunk_paths, args.batch_size, args.workers
                     )
-                seconds[name] += time.perf_counter() - t
+                per_chunk[name].append(round(time.perf_counter() - t, 2))
+                seconds[name] += per_chunk[name][-1]
                 emb[name].update(zip(ids, vecs))
             print(
                 f"chunk {c + 1}/{len(chunk_dirs)}: {len(chunk_paths)} images, {order}", flush=True
@@ -212,6 +221,7 @@ def main() -> None:
     ref_s = seconds["reference_fp32"]
     result = {
         "quick": args.quick,
+        "device": args.device,
         "images": n,
         "sources": "SLAKE, VQA-RAD and LC25000 JPEGs from ../shared/data, round-robin",
         "weights": "random (seeded), identical on both sides: cosines compare the computations",
@@ -233,6 +243,7 @@ def main() -> None:
             "seconds": round(seconds[k], 3),
             "images_per_s": round(n / seconds[k], 2),
             "speedup_vs_reference": round(ref_s / seconds[k], 3),
+            "seconds_per_chunk": per_chunk[k],
         }
         if k == "ours_fp32":
             row["max_abs_diff_vs_reference"] = float(np.abs(mats[k] - mats[names[0]]).max())
@@ -240,6 +251,7 @@ def main() -> None:
             row["min_cosine_vs_ours_fp32"] = float((mats[k] * mats["ours_fp32"]).sum(1).min())
         result["variants"][k] = row
         extra = {kk: v for kk, v in row.items() if kk not in ("seconds", "images_per_s")}
+        extra["seconds_per_chunk"] = per_chunk[k]
         print(f"{k:>27}: {seconds[k]:7.1f} s  {n / seconds[k]:6.2f} img/s  {extra}")
     for k, why in skipped.items():
         print(f"{k:>27}: skipped ({why})")

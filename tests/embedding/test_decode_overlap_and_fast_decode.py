@@ -92,7 +92,7 @@ def test_fast_decode_is_close_to_exact_and_recorded(tiny, large_jpegs, tmp_path)
     exact = Encoder(model, settings=EncoderSettings(num_workers=0))
     fast = Encoder(model, settings=EncoderSettings(num_workers=0, fast_decode=True))
     assert exact.read.draft is None
-    assert fast.read.draft == model.config.preprocess.image_size
+    assert fast.read.draft == 2 * model.config.preprocess.image_size
     assert fast.settings.label == "fp32+fast-decode"
     from biomedclip.eval.features import preprocessing_label
 

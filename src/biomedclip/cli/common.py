@@ -83,8 +83,8 @@ def add_model_args(parser: argparse.ArgumentParser, batch_size: int = 64) -> Non
         s,
         "--fast-decode",
         action="store_true",
-        help="decode JPEGs at a reduced DCT scale (>= the model's input size) before the exact "
-        "resize: faster on large JPEGs, embeddings within cosine ~0.999 of the exact path",
+        help="decode large JPEGs at a reduced DCT scale (sides >= twice the model's input) "
+        "before the exact resize: faster, embeddings within cosine 0.999 of the exact path",
     )
     _add_once(s, "--compile", action="store_true", help="torch.compile the towers (GPU)")
 
