@@ -258,3 +258,32 @@ def test_index_reads_float16_datasets_through_the_store(tmp_path):
     index = build_index(tmp_path / "e", tmp_path / "idx")
     assert index.manifest.model_sha256 == "ab" * 32 and len(index) == 40
     assert index.search(stored[7], k=1)[0][0].id == "v7"
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        IndexSpec(kind="flat"),
+        IndexSpec(kind="hnsw", hnsw_m=8, ef_search=16),
+        IndexSpec(kind="ivfpq", nlist=8, pq_m=8, pq_bits=4, nprobe=8, refine="flat"),
+        IndexSpec(kind="ivfpq", nlist=8, pq_m=8, pq_bits=4, nprobe=8, refine="sq8"),
+    ],
+    ids=lambda s: f"{s.kind}-{s.refine}",
+)
+def test_opening_reads_ahead_all_but_the_mapped_store_at_the_end(tmp_path, spec, monkeypatch):
+    """The read-ahead covers what FAISS copies; the mapped flat store is the file's tail."""
+    data = clustered(1200, 32, seed=7)
+    build_index_from_arrays(ids_for(1200), data, tmp_path / "idx", model="m", spec=spec)
+    read = []
+    real = store_mod.layouts.read_ahead
+    monkeypatch.setattr(store_mod.layouts, "read_ahead", lambda p, n: read.append(n) or real(p, n))
+    index = VectorIndex.open(tmp_path / "idx")
+    path = tmp_path / "idx" / index.manifest.index_file
+    size, blob = path.stat().st_size, path.read_bytes()
+    tail = size - read[0]
+    assert 0 < tail < size if spec.kind != "flat" else tail == 1200 * 32 * 4
+    stored = index.faiss_index.reconstruct(1199)  # the last stored row ends the store
+    if spec.refine != "sq8":
+        end = blob.rfind(stored.astype(np.float32).tobytes()) + stored.nbytes
+        assert size - 16 <= end <= size  # (an IndexRefine writes its k-factor after the store)
+    assert index.search_vectors(data[:5], 3)[1][:, 0].tolist() == [0, 1, 2, 3, 4]

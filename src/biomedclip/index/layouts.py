@@ -7,6 +7,7 @@ queries with different settings at once without mutating shared state.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -65,16 +66,51 @@ def new_index(spec: ResolvedSpec, dim: int):
     raise InputError(f"unknown index kind {spec.kind!r}")
 
 
-def read_index(path: str, mmap: bool):
-    """Read an index file; with ``mmap`` the inverted lists / flat codes are mapped, not loaded."""
+def read_index(path: str, mmap: bool, mapped_tail: int = 0):
+    """Read an index file; with ``mmap`` the flat vector store is mapped, not loaded.
+
+    ``mapped_tail`` is the size of the store FAISS maps (it ends the file, see
+    :func:`mapped_tail_bytes`). The rest (IVF lists, PQ codes, graph) FAISS copies into memory
+    through the map; page-faulting it in costs ~10x a sequential read on a cold page cache
+    (1.9 s vs 0.16 s for the 70 MB of a 1M-vector IVF-PQ), so it is read ahead first.
+    """
     faiss = faiss_module()
     if not mmap:
         return faiss.read_index(path)
+    read_ahead(path, os.path.getsize(path) - mapped_tail)
     flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
     try:
         return faiss.read_index(path, flags)
     except RuntimeError:  # a layout this FAISS cannot map: read it whole
         return faiss.read_index(path)
+
+
+def mapped_tail_bytes(kind: str, params: dict[str, Any], count: int, dim: int) -> int:
+    """Bytes of the flat store at the end of an index file (what a mapped read leaves mapped)."""
+    if kind in ("flat", "hnsw"):  # IndexFlat codes (HNSW writes its graph first, storage last)
+        return count * dim * 4
+    refine = params.get("refine", "none")
+    return {"flat": count * dim * 4, "sq8": count * dim}.get(refine, 0)
+
+
+def read_ahead(path: str, nbytes: int, chunk: int = 8 << 20) -> None:
+    """Pull the first ``nbytes`` of a file into the page cache with sequential reads."""
+    if nbytes <= 0:
+        return
+    buf = memoryview(bytearray(min(chunk, nbytes)))
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # faiss reports the missing or unreadable file
+    try:
+        offset = 0
+        while offset < nbytes:
+            n = os.preadv(fd, [buf[: min(len(buf), nbytes - offset)]], offset)
+            if n <= 0:
+                break
+            offset += n
+    finally:
+        os.close(fd)
 
 
 def ivf_of(index):

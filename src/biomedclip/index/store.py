@@ -80,7 +80,10 @@ class VectorIndex:
             raise InputError(
                 f"{d}: index file {manifest.index_file} named by the manifest is missing"
             )
-        index = layouts.read_index(str(path), mmap)
+        tail = layouts.mapped_tail_bytes(
+            manifest.kind, manifest.params, manifest.count, manifest.dim
+        )
+        index = layouts.read_index(str(path), mmap, tail)
         if index.ntotal != manifest.count or index.d != manifest.dim:
             raise InputError(
                 f"{d}: index file holds {index.ntotal} vectors of dim {index.d}, the manifest "
@@ -213,9 +216,7 @@ class VectorIndex:
 
     def hits(self, scores: np.ndarray, rows: np.ndarray) -> list[list[Hit]]:
         """:class:`Hit` lists (with metadata rows) for raw search results."""
-        meta = self.metadata()
-        flat_rows = sorted({int(r) for r in rows.ravel() if r >= 0})
-        lookup = dict(zip(flat_rows, meta.take(pa.array(flat_rows, pa.int64())).to_pylist()))
+        lookup = self.rows({int(r) for r in rows.ravel() if r >= 0})
         out = []
         for qs, qr in zip(scores, rows):
             hits = []
@@ -227,6 +228,13 @@ class VectorIndex:
                 hits.append(Hit(len(hits) + 1, hit_id, float(s), int(r), row))
             out.append(hits)
         return out
+
+    def rows(self, rows: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """Metadata of the given rows, by row number."""
+        meta, wanted = self.metadata(), sorted(rows)
+        if len(wanted) <= 4096:  # slices of the mapped table: no Arrow compute kernels to load
+            return {r: meta.slice(r, 1).to_pylist()[0] for r in wanted}
+        return dict(zip(wanted, meta.take(pa.array(wanted, pa.int64())).to_pylist()))
 
     # -- adding --------------------------------------------------------------------------------
     def add_embeddings(
