@@ -12,7 +12,6 @@ load average says how busy it was).
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 import platform
@@ -98,18 +97,16 @@ def summarise(timings: Timings, baseline: str, items: int | None = None) -> dict
 
 
 def versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    from biomedclip.export.manifest import library_versions
+
+    return library_versions(PACKAGES)
 
 
 def machine_info() -> dict:
     """What the figures were measured on: CPU model and cores, threads, platform, GPU."""
     import torch
+
+    from biomedclip.embedding.encoder import cpu_has_native_bf16
 
     info: dict[str, Any] = {
         "cpu_model": None,
@@ -130,7 +127,7 @@ def machine_info() -> dict:
             None,
         )
         flags = cpuinfo.split("flags", 1)[1].split("\n", 1)[0].split()
-        info["cpu_bf16"] = any(f in flags for f in ("avx512_bf16", "amx_bf16"))
+        info["cpu_bf16"] = cpu_has_native_bf16()
         info["cpu_amx"] = "amx_tile" in flags
     except (OSError, IndexError):
         pass

@@ -255,7 +255,7 @@ def extrapolate_10m(results: dict, dim: int) -> dict:
     )
     est = {
         "label": "EXTRAPOLATION (not measured): 10M vectors x 512 float32 = 20.5 GB of input "
-        "cannot be generated and held on this 24 GiB machine shared with other jobs",
+        "cannot be generated and held on this 24 GiB machine",
         "auto_choice": spec.to_dict(),
         "memory_arithmetic": {
             "pq_codes_gib": round(n * p["pq_m"] * p["pq_bits"] / 8 / 2**30, 2),

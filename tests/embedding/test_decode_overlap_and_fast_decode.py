@@ -14,6 +14,7 @@ from biomedclip.embedding.encoder import Encoder, EncoderSettings
 from biomedclip.embedding.prefetch import prefetch
 from biomedclip.errors import InputError
 from tests.conftest import shared_path
+from tests.imaging.helpers import save_rotated_jpeg
 
 
 def test_prefetch_keeps_order_and_runs_in_another_thread():
@@ -79,11 +80,8 @@ def large_jpegs(tmp_path):
     """Three real SLAKE / VQA-RAD scans (>= 512 px) plus one JPEG with an EXIF rotation."""
     real = sorted(shared_path("slake", "imgs").glob("*/source.jpg"))[:3]
     real += sorted(shared_path("vqa_rad", "images").glob("*.jpg"))[:1]
-    rotated = tmp_path / "rotated.jpg"
     with Image.open(real[0]) as im:
-        exif = Image.Exif()
-        exif[0x0112] = 6  # rotate 90 degrees clockwise when displayed
-        im.resize((700, 420)).save(rotated, exif=exif.tobytes(), quality=92)
+        rotated = save_rotated_jpeg(im.resize((700, 420)), tmp_path / "rotated.jpg", quality=92)
     return [*real, rotated]
 
 

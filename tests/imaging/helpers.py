@@ -74,3 +74,11 @@ def write_pyramid(
 
 
 TISSUE_BOX = (512, 256, 1536, 1280)  # x0, y0, x1, y1 of the tissue block at level 0
+
+
+def save_rotated_jpeg(image: Image.Image, path: Path, quality: int = 75) -> Path:
+    """Save ``image`` as a JPEG whose EXIF orientation (6) says: rotate 90 degrees clockwise."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    image.save(path, exif=exif.tobytes(), quality=quality)
+    return path

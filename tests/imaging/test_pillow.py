@@ -14,7 +14,7 @@ from PIL import Image, ImageOps
 from biomedclip.errors import ImageDecodeError, ImageTooLargeError, UnsupportedFormatError
 from biomedclip.imaging import detect_format, load_image, read_image
 from tests.conftest import shared_path
-from tests.imaging.helpers import skimage_file
+from tests.imaging.helpers import save_rotated_jpeg, skimage_file
 from tests.imaging.test_windowing import linear_reference
 
 
@@ -46,10 +46,7 @@ def test_parity_with_plain_pillow_on_real_jpegs(example_images):
 
 def test_exif_orientation_applied(tmp_path):
     src = Image.open(skimage_file("rocket.jpg")).convert("RGB")  # 640 x 427
-    exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 CW when displayed
-    path = tmp_path / "rotated.jpg"
-    src.save(path, exif=exif, quality=95)
+    path = save_rotated_jpeg(src, tmp_path / "rotated.jpg", quality=95)
     with Image.open(path) as stored:
         expected = np.asarray(stored.convert("RGB").transpose(Image.Transpose.ROTATE_270))
     got = load_image(path)
@@ -170,10 +167,7 @@ def test_draft_decodes_large_jpegs_at_a_reduced_dct_scale(tmp_path):
     assert read_image(real, ReadOptions(draft=100)).images[0].size == (128, 128)  # 1/8
     assert read_image(real, ReadOptions(draft=300)).images[0].size == (512, 512)  # 1/2
     # the rotation is applied after the scaled decode: 700x420 stored, 6 = rotate -> 210x350
-    rotated = tmp_path / "rotated.jpg"
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    Image.fromarray(plain).resize((700, 420)).save(rotated, exif=exif.tobytes())
+    rotated = save_rotated_jpeg(Image.fromarray(plain).resize((700, 420)), tmp_path / "r.jpg")
     assert read_image(rotated, ReadOptions(draft=200)).images[0].size == (210, 350)
     # not a JPEG, or too small to scale: decoded in full
     png = tmp_path / "same.png"

@@ -204,9 +204,10 @@ def run_local(
                 pin_memory=encoder.device.type == "cuda",
                 prefetch_factor=4,
             )
+            stop = contextlib.nullcontext()
         else:  # no cores to spare for processes: decode the next batch in a thread meanwhile
             loader = prefetch(stream, depth=2)
-        stop = contextlib.closing(loader) if workers == 0 else contextlib.nullcontext()
+            stop = contextlib.closing(loader)  # stops the thread if the loop ends early
         with _progress(total, progress, "img") as bar, stop:
             for batch in loader:
                 record(batch.failures)

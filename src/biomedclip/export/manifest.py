@@ -14,7 +14,7 @@ import importlib.metadata
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +35,10 @@ LIBRARIES = (
 )
 
 
-def library_versions() -> dict[str, str | None]:
-    """Installed versions of the libraries an export depends on (``None``: not installed)."""
+def library_versions(names: Sequence[str] = LIBRARIES) -> dict[str, str | None]:
+    """Installed versions of ``names`` (default: what an export depends on; ``None``: absent)."""
     out: dict[str, str | None] = {}
-    for name in LIBRARIES:
+    for name in names:
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
