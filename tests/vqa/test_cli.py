@@ -65,7 +65,7 @@ def test_ask_dicom_json_and_errors(trained):
     dcm = pydicom.data.get_testdata_file("CT_small.dcm")
     model = str(trained / "run" / "final")
     proc = run_cli(
-        ["vqa", "ask", dcm, "Is there a mass?", "--model", model, "--top", "3", "--json"]
+        ["vqa", "ask", dcm, "Is there a mass?", "--model", model, "--top-k", "3", "--json"]
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     answers = json.loads(proc.stdout)["answers"]

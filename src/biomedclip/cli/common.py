@@ -12,6 +12,58 @@ from biomedclip.config import DEFAULT_MODEL
 PRECISIONS = ("fp32", "bf16", "fp16")  # as biomedclip.embedding.encoder (kept import-light)
 BACKENDS = ("torch", "onnx-int8")
 
+#: The encoding engine's options, by name; a command declares the ones it honours.
+SPEED_OPTIONS = (
+    "precision",
+    "backend",
+    "batch-size",
+    "text-batch-size",
+    "workers",
+    "fast-decode",
+    "compile",
+)
+#: What a command that only loads and runs the model once (no batches, no decoding) honours.
+NO_SPEED: tuple[str, ...] = ()
+
+
+class Parser(argparse.ArgumentParser):
+    """The parser of every ``biomedclip`` command: abbreviations are off.
+
+    ``--text`` is never read as ``--text-batch-size``, and adding a flag cannot change the meaning
+    of a prefix a user already typed. Sub-parsers inherit the class (``add_subparsers`` uses
+    ``type(self)``), so the rule holds for ``eval zeroshot``, ``index build`` and the rest.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):
+        """As argparse, but a command (a parser without sub-commands) refuses what it does not
+        know itself, with its own usage and the spellings it does know."""
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras and self._subparsers is None and self.prog != "biomedclip":
+            self.error(f"unrecognized arguments: {' '.join(extras)}{self._hint(extras)}")
+        return namespace, extras
+
+    def _hint(self, extras: list[str]) -> str:
+        """``did you mean --text-batch-size?`` for each unknown ``--flag``."""
+        import difflib
+
+        known = [o for o in self._option_string_actions if o.startswith("--")]
+        hints = []
+        for token in extras:
+            if not token.startswith("--"):
+                continue
+            flag = token.split("=", 1)[0]
+            close = [o for o in known if o.startswith(flag)]
+            close = close or difflib.get_close_matches(flag, known, n=3, cutoff=0.6)
+            if close:
+                hints.append(f"{flag}: did you mean {' or '.join(sorted(close))}?")
+        if not hints:
+            return ""
+        return " (options are never abbreviated; " + "; ".join(hints) + ")"
+
 
 def _add_once(group, *flags: str, **kwargs) -> None:
     """Add an option unless the command already defines it (its own default wins)."""
@@ -20,13 +72,21 @@ def _add_once(group, *flags: str, **kwargs) -> None:
         group.add_argument(*flags, **kwargs)
 
 
-def add_model_args(parser: argparse.ArgumentParser, batch_size: int = 64) -> None:
+def add_model_args(
+    parser: argparse.ArgumentParser,
+    batch_size: int = 64,
+    speed: tuple[str, ...] = SPEED_OPTIONS,
+) -> None:
     """How to get and run the model, the same in every command.
 
-    ``--model --device --cache-dir``, and the encoding engine's options: ``--precision`` (fp32
-    exact; bf16/fp16 autocast, weights stay fp32), ``--backend``, ``--batch-size``,
-    ``--text-batch-size``, ``--workers``, ``--compile``.
+    ``--model --device --cache-dir`` (the hub cache), and of the encoding engine's options
+    (:data:`SPEED_OPTIONS`) the ones named in ``speed``, i.e. the ones the command honours:
+    ``--precision`` (fp32 exact; bf16/fp16 autocast, weights stay fp32), ``--backend``,
+    ``--batch-size``, ``--text-batch-size``, ``--workers``, ``--fast-decode``, ``--compile``.
     """
+    unknown = set(speed) - set(SPEED_OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown speed options {sorted(unknown)}; known: {SPEED_OPTIONS}")
     g = parser.add_argument_group("model")
     g.add_argument(
         "--model",
@@ -38,55 +98,64 @@ def add_model_args(parser: argparse.ArgumentParser, batch_size: int = 64) -> Non
         "--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps (default: cpu)"
     )
     g.add_argument("--cache-dir", default=None, help="hub cache directory (default: HF's cache)")
+    if not speed:
+        return
     s = parser.add_argument_group("speed (the encoding engine; the same in every command)")
-    _add_once(
-        s,
-        "--precision",
-        "--dtype",
-        dest="precision",
-        default="fp32",
-        choices=list(PRECISIONS),
-        help="fp32 (default, exact), or bf16 / fp16 under autocast with fp32 weights: bf16 on "
-        "CPUs with AVX512-BF16/AMX and on GPUs, fp16 on CUDA (cosine >= 0.999 to fp32). "
-        "--dtype is the same option",
-    )
-    _add_once(
-        s,
-        "--backend",
-        choices=list(BACKENDS),
-        default="torch",
-        help="torch (default) or onnx-int8: the image tower through ONNX Runtime with int8 "
-        "weights, the fastest CPU path (exported once per model and cached)",
-    )
-    _add_once(
-        s,
-        "--batch-size",
-        type=int,
-        default=batch_size,
-        help=f"images per forward pass (default: {batch_size})",
-    )
-    _add_once(
-        s,
-        "--text-batch-size",
-        type=int,
-        default=256,
-        help="texts per forward pass, after sorting by length (default: 256)",
-    )
-    _add_once(
-        s,
-        "--workers",
-        type=int,
-        default=None,
-        help="image decoding processes (default: cores - 1, at most 8; none on <= 2 cores)",
-    )
-    _add_once(
-        s,
-        "--fast-decode",
-        action="store_true",
-        help="decode large JPEGs at a reduced DCT scale (sides >= twice the model's input) "
-        "before the exact resize: faster, embeddings within cosine 0.999 of the exact path",
-    )
-    _add_once(s, "--compile", action="store_true", help="torch.compile the towers (GPU)")
+    if "precision" in speed:
+        _add_once(
+            s,
+            "--precision",
+            "--dtype",
+            dest="precision",
+            default="fp32",
+            choices=list(PRECISIONS),
+            help="fp32 (default, exact), or bf16 / fp16 under autocast with fp32 weights: bf16 on "
+            "CPUs with AVX512-BF16/AMX and on GPUs, fp16 on CUDA (cosine >= 0.999 to fp32). "
+            "--dtype is the same option",
+        )
+    if "backend" in speed:
+        _add_once(
+            s,
+            "--backend",
+            choices=list(BACKENDS),
+            default="torch",
+            help="torch (default) or onnx-int8: the image tower through ONNX Runtime with int8 "
+            "weights, the fastest CPU path (exported once per model and cached)",
+        )
+    if "batch-size" in speed:
+        _add_once(
+            s,
+            "--batch-size",
+            type=int,
+            default=batch_size,
+            help=f"images per forward pass (default: {batch_size})",
+        )
+    if "text-batch-size" in speed:
+        _add_once(
+            s,
+            "--text-batch-size",
+            type=int,
+            default=256,
+            help="texts per forward pass, after sorting by length (default: 256)",
+        )
+    if "workers" in speed:
+        _add_once(
+            s,
+            "--workers",
+            type=int,
+            default=None,
+            help="image decoding processes (default: cores - 1, at most 8; none on <= 2 cores)",
+        )
+    if "fast-decode" in speed:
+        _add_once(
+            s,
+            "--fast-decode",
+            action="store_true",
+            help="decode large JPEGs at a reduced DCT scale (sides >= twice the model's input) "
+            "before the exact resize: faster, embeddings within cosine 0.999 of the exact path",
+        )
+    if "compile" in speed:
+        _add_once(s, "--compile", action="store_true", help="torch.compile the towers (GPU)")
 
 
 def load_from_args(args: argparse.Namespace):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from biomedclip.cli.common import add_json_flag, add_model_args, console, print_json
+from biomedclip.cli.common import NO_SPEED, add_json_flag, add_model_args, console, print_json
 
 HELP = "heatmap of where a text matches an image (patch similarity, Grad-CAM)"
 DESCRIPTION = """\
@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grid", action="store_true", help="also write the raw patch grid(s) as .npy")
     p.add_argument("--alpha", type=float, default=0.45, help="heatmap opacity (default: 0.45)")
     add_json_flag(p)
-    add_model_args(p)
+    add_model_args(p, speed=NO_SPEED)
     p.set_defaults(func=run)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from biomedclip.cli.common import add_json_flag, add_model_args, console, print_json
+from biomedclip.cli.common import NO_SPEED, add_json_flag, add_model_args, console, print_json
 
 HELP = "show a model's architecture, parameter counts, source files and sha256"
 
@@ -12,7 +12,7 @@ HELP = "show a model's architecture, parameter counts, source files and sha256"
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help=HELP, description=HELP + ".")
     add_json_flag(p)
-    add_model_args(p)
+    add_model_args(p, speed=NO_SPEED)
     p.set_defaults(func=run)
 
 

@@ -13,7 +13,7 @@ import logging
 import sys
 
 from biomedclip import __version__
-from biomedclip.cli.common import report_error
+from biomedclip.cli.common import Parser, report_error
 from biomedclip.errors import BiomedCLIPError
 
 COMMANDS = (
@@ -45,7 +45,7 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="biomedclip",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -71,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     s.add_argument("--cors", action="append", default=[], metavar="ORIGIN", help="CORS origin")
     p.add_argument("--log-level", default="info", help="uvicorn log level (default: info)")
-    add_model_args(p)
+    add_model_args(p, speed=("precision", "backend"))
     p.set_defaults(func=run)
 
 

@@ -39,7 +39,7 @@ any format the imaging reader takes (JPEG, PNG, 16-bit TIFF, DICOM, NIfTI, whole
 
 examples:
   biomedclip vqa ask chest.dcm "Is there a pneumothorax?" --model runs/vqa_rad/final
-  biomedclip vqa ask brain.png "What modality is this?" --model runs/slake/final --top 3 --json
+  biomedclip vqa ask brain.png "What modality is this?" --model runs/slake/final --top-k 3 --json
 """
 
 
@@ -81,7 +81,12 @@ def register(subparsers) -> None:
     e.add_argument("--file", default=None, help="question file (.json/.jsonl/.csv) for 'files'")
     e.add_argument("--split", default="test", choices=["train", "val", "test"])
     e.add_argument("--out", default=None, help="folder for report.json / report.md")
-    e.add_argument("--cache-dir", default=None, help="image-token cache folder (reused by reruns)")
+    e.add_argument(
+        "--feature-cache",
+        default=None,
+        metavar="DIR",
+        help="image-token cache folder (reused by reruns)",
+    )
     e.add_argument("--device", default="cpu")
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--workers", type=int, default=0, help="image-decoding processes")
@@ -93,7 +98,7 @@ def register(subparsers) -> None:
     a.add_argument("image", help="image file (any supported format)")
     a.add_argument("question", help="the question, in quotes")
     a.add_argument("--model", required=True, help="a VQA model directory (OUTPUT/final)")
-    a.add_argument("--top", type=int, default=5, help="answers to show (default 5)")
+    a.add_argument("--top-k", type=int, default=5, help="answers to show (default: 5)")
     a.add_argument("--device", default="cpu")
     add_json_flag(a)
     a.set_defaults(func=run_ask)
@@ -137,7 +142,7 @@ def run_eval(args: argparse.Namespace) -> int:
         args.root,
         args.file,
         args.out,
-        args.cache_dir,
+        args.feature_cache,
         args.device,
         args.batch_size,
         args.workers,
@@ -184,7 +189,7 @@ def run_ask(args: argparse.Namespace) -> int:
     from biomedclip.vqa.predict import ask
 
     model, preprocess, tokenizer = load_vqa_model(args.model, args.device)
-    answer = ask(model, preprocess, tokenizer, args.image, args.question, top_k=args.top)
+    answer = ask(model, preprocess, tokenizer, args.image, args.question, top_k=args.top_k)
     if args.json:
         print_json({"image": args.image, "question": args.question, **answer.to_dict()})
         return 0

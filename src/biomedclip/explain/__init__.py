@@ -7,10 +7,18 @@
     overlay(ex.view, ex.grid).save("heat.png"); ex.grid  # [14, 14] float32
 """
 
-from biomedclip.explain.maps import METHODS, Explainer, Explanation, explain, model_view
+from biomedclip.explain.maps import (
+    DEFAULT_METHOD,
+    METHODS,
+    Explainer,
+    Explanation,
+    explain,
+    model_view,
+)
 from biomedclip.explain.render import colourise, normalise, overlay, png_bytes, save_png
 
 __all__ = [
+    "DEFAULT_METHOD",
     "METHODS",
     "Explainer",
     "Explanation",

@@ -26,6 +26,8 @@ from PIL import Image
 from biomedclip.errors import InputError
 
 METHODS = ("patch-similarity", "grad-cam")
+#: The one default of the API, ``biomedclip explain`` and ``/v1/explain``: cheap (no backward pass).
+DEFAULT_METHOD = "patch-similarity"
 
 
 @dataclass
@@ -157,7 +159,7 @@ class Explainer:
         self,
         image: str | Path | bytes | Image.Image,
         texts: str | Sequence[str],
-        methods: str | Sequence[str] = "patch-similarity",
+        methods: str | Sequence[str] = DEFAULT_METHOD,
     ) -> list[Explanation]:
         """One :class:`Explanation` per (method, text), methods outermost."""
         texts = [texts] if isinstance(texts, str) else list(texts)
@@ -180,7 +182,7 @@ def explain(
     model: torch.nn.Module,
     image: str | Path | bytes | Image.Image,
     texts: str | Sequence[str],
-    methods: str | Sequence[str] = "patch-similarity",
+    methods: str | Sequence[str] = DEFAULT_METHOD,
     preprocess=None,
     tokenizer=None,
 ) -> list[Explanation]:

@@ -115,7 +115,7 @@ class SearchResponse(BaseModel):
 class ExplainRequest(Strict):
     image: str = Field(description=IMAGE_DOC)
     text: str
-    method: Literal["patch-similarity", "grad-cam"] = "grad-cam"
+    method: Literal["patch-similarity", "grad-cam"] = "patch-similarity"  # explain.DEFAULT_METHOD
     alpha: float = Field(0.45, ge=0.0, le=1.0, description="heatmap opacity in the PNG")
 
 
