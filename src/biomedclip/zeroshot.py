@@ -18,51 +18,21 @@ from biomedclip.embedding.batching import Failure
 from biomedclip.embedding.encoded import Encoded
 from biomedclip.embedding.encoder import Encoder, EncoderSettings
 from biomedclip.embedding.inputs import as_list
-from biomedclip.errors import ImageError, InputError
+from biomedclip.errors import ImageError
 from biomedclip.imaging.options import ReadOptions
+
+# re-exported: labels and templates live in biomedclip.prompts and stay importable from here
+from biomedclip.prompts import MODEL_CARD_TEMPLATES as MODEL_CARD_TEMPLATES
+from biomedclip.prompts import PAPER_TEMPLATES as PAPER_TEMPLATES
+from biomedclip.prompts import TEMPLATE_SETS as TEMPLATE_SETS
+from biomedclip.prompts import parse_labels as parse_labels
+from biomedclip.prompts import resolve_templates as resolve_templates
 
 if TYPE_CHECKING:
     from biomedclip.model import BiomedCLIP
     from biomedclip.tokenizer import Tokenizer
 
-# The model card's prompt (the official example notebook's expected outputs use it).
-MODEL_CARD_TEMPLATES = ("this is a photo of {}",)
-# The prompt ensemble of the BiomedCLIP paper's zero-shot evaluation.
-PAPER_TEMPLATES = ("this is an image of {}", "{} presented in image", "a photo of {}")
-TEMPLATE_SETS = {"model-card": MODEL_CARD_TEMPLATES, "paper": PAPER_TEMPLATES}
-
 ImageInput = str | Path | bytes | Image.Image
-
-
-def parse_labels(labels: str | Sequence[str]) -> list[str]:
-    """Labels from a list or a comma-separated string; refuses empty, blank or duplicate labels."""
-    if isinstance(labels, str):
-        labels = labels.split(",")
-    out = [str(label).strip() for label in labels]
-    if not out:
-        raise InputError("no labels given: pass at least one label")
-    for i, label in enumerate(out):
-        if not label:
-            raise InputError(f"label #{i + 1} is empty (labels: {list(labels)!r})")
-    dupes = sorted({label for label in out if out.count(label) > 1})
-    if dupes:
-        raise InputError(f"duplicate labels: {dupes}")
-    return out
-
-
-def resolve_templates(templates: str | Sequence[str] | None) -> tuple[str, ...]:
-    """A template-set name (``model-card``, ``paper``), one template, or a list of templates."""
-    if templates is None:
-        return MODEL_CARD_TEMPLATES
-    if isinstance(templates, str):
-        templates = TEMPLATE_SETS.get(templates, (templates,))
-    out = tuple(templates)
-    if not out:
-        raise InputError("no templates given")
-    for t in out:
-        if "{}" not in t:
-            raise InputError(f"template {t!r} has no '{{}}' placeholder for the label")
-    return out
 
 
 def build_classifier(

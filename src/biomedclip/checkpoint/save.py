@@ -14,7 +14,7 @@ biomedclip reads both (and the exact ``biomedclip_cfg`` block written beside the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from safetensors.torch import save_file
@@ -24,11 +24,19 @@ from biomedclip.errors import ConfigError
 from biomedclip.io_utils import atomic_path, atomic_write_json
 
 if TYPE_CHECKING:
-    from biomedclip.model import BiomedCLIP
     from biomedclip.tokenizer import Tokenizer
 
 OPEN_CLIP_SPELLINGS = ("new", "old")
 _NEW_KEYS = {"proj": "hf_proj_type", "pooler_type": "hf_pooler_type"}
+
+
+class SavableModel(Protocol):
+    """What :func:`save_pretrained` needs of a model (:class:`biomedclip.model.BiomedCLIP` is one):
+    checkpoint code sits below the model package and never imports it, not even for types."""
+
+    config: ModelConfig
+
+    def state_dict(self) -> dict[str, torch.Tensor]: ...
 
 
 def atomic_save_safetensors(
@@ -57,7 +65,7 @@ def open_clip_config(config: ModelConfig, spelling: str = "new") -> dict[str, An
 
 
 def save_pretrained(
-    model: BiomedCLIP,
+    model: SavableModel,
     directory: str | Path,
     tokenizer: Tokenizer | None = None,
     open_clip_spelling: str = "new",

@@ -275,7 +275,7 @@ class Encoder:
     ) -> torch.Tensor:
         """Zero-shot class weights ``[C, D]``: per label, the mean of its normalised prompt
         embeddings, renormalised (a template-set name, one template with ``{}``, or a list)."""
-        from biomedclip.zeroshot import parse_labels, resolve_templates
+        from biomedclip.prompts import parse_labels, resolve_templates
 
         labels = parse_labels(labels)
         temps = resolve_templates(templates)

@@ -1,7 +1,7 @@
 """CPU fast path for the image tower: ONNX Runtime with int8 dynamic-quantised weights.
 
 The image tower (``model.encode_image``, before normalisation) goes through the project's one ONNX
-export path (:mod:`biomedclip.export.onnx_graphs`: fp32 graph, then int8 dynamic quantisation with
+export path (:mod:`biomedclip.model.onnx_graphs`: fp32 graph, then int8 dynamic quantisation with
 its fp32 exceptions) once, and the result is cached under ``cache_dir`` keyed by a digest of the
 tower's weights, so later jobs with the same weights start at once (see benchmarks/image_speed.py
 for the figures). Needs the ``onnx`` extra (onnx, onnxruntime).
@@ -43,7 +43,7 @@ def weights_digest(module: torch.nn.Module) -> str:
 
 def quantized_image_tower(model: torch.nn.Module, cache_dir: str | Path | None = None) -> Path:
     """The cached int8 ONNX file of ``model``'s image tower, exported on first use."""
-    from biomedclip.export.onnx_graphs import export_image_tower, quantize_int8, tower_depth
+    from biomedclip.model.onnx_graphs import export_image_tower, quantize_int8, tower_depth
 
     model = model.float().cpu() if next(model.parameters()).device.type != "cpu" else model
     digest = weights_digest(model.visual)

@@ -86,11 +86,11 @@ class EmbedActor:
     ):
         import torch
 
-        import biomedclip
+        from biomedclip.factory import load
 
         if device == "cpu":
             torch.set_num_threads(max(1, threads))
-        model, preprocess, tokenizer = biomedclip.load(model_source, device=device)
+        model, preprocess, tokenizer = load(model_source, device=device)
         self.encoder = Encoder(model, preprocess, tokenizer, settings)
         self.modalities, self.parts = modalities, parts
         self.dim = self.encoder.dim

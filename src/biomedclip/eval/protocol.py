@@ -1,7 +1,7 @@
 """The paper's zero-shot protocol per dataset: class names, prompt templates, headline metric,
 and the published numbers (BiomedCLIP, Zhang et al. 2024, Supp. Table 5, 224 px).
 
-Templates: the paper's prompt ensemble (:data:`biomedclip.zeroshot.PAPER_TEMPLATES`), averaged as
+Templates: the paper's prompt ensemble (:data:`biomedclip.prompts.PAPER_TEMPLATES`), averaged as
 the mean of normalised text embeddings per class. Class names: the paper's supplementary material
 could not be consulted offline when this was written, so the names below are our choice: the
 diagnostic phrase a PubMed caption would use for each class (the paper's dataset descriptions),
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from biomedclip.errors import InputError
-from biomedclip.zeroshot import PAPER_TEMPLATES, TEMPLATE_SETS
+from biomedclip.prompts import PAPER_TEMPLATES, TEMPLATE_SETS
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from biomedclip.errors import InputError
-from biomedclip.eval.pairs import Pair
 from biomedclip.eval.retrieval import metrics_from_ranks, retrieval_ranks
+from biomedclip.pairs import Pair
 
 log = logging.getLogger(__name__)
 

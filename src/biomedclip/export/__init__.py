@@ -101,9 +101,9 @@ def export(
 
     run = _exporter(fmt)
     if isinstance(source, (str, os.PathLike)):
-        import biomedclip
+        from biomedclip.factory import load
 
-        model, _, loaded_tok = biomedclip.load(source, cache_dir=cache_dir)
+        model, _, loaded_tok = load(source, cache_dir=cache_dir)
         tokenizer = tokenizer or loaded_tok
     else:
         model = source

@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from biomedclip.errors import ConfigError
-from biomedclip.export.onnx_graphs import (
+from biomedclip.export.parity import Probe, measure
+from biomedclip.io_utils import atomic_write_json
+from biomedclip.model.onnx_graphs import (
     export_image_tower,
     export_text_tower,
     quantize_int8,
     tower_depth,
 )
-from biomedclip.export.parity import Probe, measure
-from biomedclip.io_utils import atomic_write_json
 from biomedclip.onnx.runner import CONFIG_FILE, VARIANTS, OnnxBiomedCLIP, OnnxConfig
 
 

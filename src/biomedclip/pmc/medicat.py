@@ -1,6 +1,6 @@
 """MedICaT (Subramanian et al. 2020) as a pipeline source: figure-caption pairs from its JSONL.
 
-The JSONL is read by :func:`biomedclip.eval.pairs.iter_medicat` (``pdf_hash``, ``fig_uri``,
+The JSONL is read by :func:`biomedclip.pairs.iter_medicat` (``pdf_hash``, ``fig_uri``,
 ``s2_caption``, ``oa_info.doi``; figure file ``<figures>/<pdf_hash>_<fig_uri>``). :func:`import_medicat` turns
 the papers into per-article pair results in a work directory (one "article" per ``pdf_hash``), so
 ``biomedclip pmc split``, ``write`` and ``report`` make shards of them like of PMC articles.
@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from biomedclip.errors import InputError
-from biomedclip.eval.pairs import MedicatRecord, iter_medicat
 from biomedclip.io_utils import atomic_open, atomic_write_json
+from biomedclip.pairs import MedicatRecord, iter_medicat
 from biomedclip.pmc.config import PairConfig, pair_digest
 from biomedclip.pmc.filelist import ArticleRef
 from biomedclip.pmc.jats import ArticleMeta, Extracted, Figure

@@ -131,7 +131,7 @@ async def embeddings(body: S.EmbeddingsRequest, request: Request):
 @api.post("/classify", response_model=S.ClassifyResponse)
 async def classify(body: S.ClassifyRequest, request: Request):
     """Zero-shot classification: softmax over labels of logit_scale * cosine(image, label)."""
-    from biomedclip.zeroshot import parse_labels, resolve_templates
+    from biomedclip.prompts import parse_labels, resolve_templates
 
     rt = runtime(request)
     check_count(body.labels, rt.settings.max_labels, "labels")
