@@ -13,7 +13,6 @@ from PIL import Image
 from biomedclip.checkpoint.hub import ResolvedSource, resolve_source
 from biomedclip.checkpoint.info import LoadInfo
 from biomedclip.config import DEFAULT_MODEL, ModelConfig
-from biomedclip.errors import TokenizerError
 from biomedclip.model import BiomedCLIP
 from biomedclip.tokenizer import Tokenizer
 from biomedclip.transforms import eval_transform
@@ -70,24 +69,20 @@ def load_tokenizer(
     cache_dir: str | Path | None = None,
     _resolved: ResolvedSource | None = None,
 ) -> Tokenizer:
-    """The tokenizer of ``source`` (its tokenizer files), else the released one from the hub cache."""
+    """The tokenizer of ``source`` (its tokenizer files), else the released PubMedBERT one.
+
+    A model directory or hub snapshot with ``tokenizer.json`` or ``vocab.txt`` gives its own;
+    otherwise the released files bundled in the package are used (no network, no hub cache:
+    ``HF_HUB_OFFLINE=1`` with an empty cache works).
+    """
     tok_dir = _resolved.tokenizer_dir if _resolved else None
     if tok_dir is None and source is not None and Path(str(source)).is_dir():
         d = Path(str(source))
         if (d / "tokenizer.json").is_file() or (d / "vocab.txt").is_file():
             tok_dir = d
     if tok_dir is None:
-        try:
-            tok_dir = resolve_source(
-                DEFAULT_MODEL, cache_dir=cache_dir, need_weights=False
-            ).tokenizer_dir
-        except Exception as e:  # noqa: BLE001 - report as a tokenizer problem
-            raise TokenizerError(
-                f"{source}: no tokenizer files (tokenizer.json or vocab.txt) and the released "
-                f"tokenizer could not be fetched ({e})"
-            ) from e
-        if tok_dir is None:
-            raise TokenizerError(f"{source}: no tokenizer files found")
+        log.debug("%s: no tokenizer files; using the bundled PubMedBERT tokenizer", source)
+        return Tokenizer.bundled(context_length=context_length)
     return Tokenizer.from_pretrained(tok_dir, context_length=context_length)
 
 

@@ -5,6 +5,11 @@ Token ids equal open_clip's ``HFTokenizer`` output (before its padding to 256): 
 ``tokenizers`` library, wrapped in ``[CLS] ... [SEP]`` and truncated to the context length keeping
 ``[SEP]``. Unlike the reference, a batch is padded only to its longest text and carries the attention
 mask, which makes short prompts an order of magnitude cheaper to encode.
+
+The released PubMedBERT WordPiece files (``vocab.txt``, ``tokenizer.json``; MIT, shipped with the
+model) are bundled in the package (``biomedclip/assets/pubmedbert``, sha256 in
+:data:`BUNDLED_SHA256`): :meth:`Tokenizer.bundled` needs neither the network nor a hub cache, and
+:func:`biomedclip.load_tokenizer` uses it whenever a model directory or hub snapshot has none.
 """
 
 from __future__ import annotations
@@ -30,6 +35,13 @@ TOKENIZER_FILES = (
     "tokenizer_config.json",
     "special_tokens_map.json",
 )
+BUNDLED_DIR = Path(__file__).resolve().parent / "assets" / "pubmedbert"
+# sha256 of the released files (microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224); the
+# tests compare the bundled copies with them
+BUNDLED_SHA256 = {
+    "tokenizer.json": "defc1f91456606e7847af3a2fb4a8abb96441423aa5407a52498395ea68327ff",
+    "vocab.txt": "7b36651908a88bc38bda41b728b2a598191e0d3b553cbacf7b1e5f026d5b5b9f",
+}
 SPECIAL_TOKENS = {
     "unk_token": "[UNK]",
     "sep_token": "[SEP]",
@@ -127,6 +139,15 @@ class Tokenizer:
         raise TokenizerError(
             f"{directory}: no tokenizer files (expected tokenizer.json or vocab.txt)"
         )
+
+    @classmethod
+    def bundled(cls, context_length: int = 256) -> Tokenizer:
+        """The released PubMedBERT tokenizer from the files bundled in the package (offline)."""
+        if not (BUNDLED_DIR / "tokenizer.json").is_file():
+            raise TokenizerError(
+                f"{BUNDLED_DIR}: the bundled tokenizer files are missing (a broken install?)"
+            )
+        return cls.from_pretrained(BUNDLED_DIR, context_length)
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Write tokenizer.json, vocab.txt and the HF config files (loadable by transformers)."""

@@ -56,21 +56,8 @@ def get_tokenizer(directory: str | None):
     """The tokenizer that measures captions (cached per process)."""
     from biomedclip.tokenizer import Tokenizer
 
-    if directory is None:
-        from biomedclip.checkpoint.hub import resolve_source
-        from biomedclip.config import DEFAULT_MODEL
-        from biomedclip.errors import ModelNotFoundError, TokenizerError
-
-        try:
-            resolved = resolve_source(DEFAULT_MODEL, need_weights=False)
-        except ModelNotFoundError as e:
-            raise TokenizerError(
-                f"cannot get the released tokenizer to measure captions ({e}); "
-                "pass --tokenizer DIR (a folder with tokenizer.json or vocab.txt)"
-            ) from e
-        if resolved.tokenizer_dir is None:
-            raise TokenizerError(f"{DEFAULT_MODEL}: no tokenizer files; pass --tokenizer DIR")
-        directory = str(resolved.tokenizer_dir)
+    if directory is None:  # the released PubMedBERT tokenizer, bundled in the package
+        return Tokenizer.bundled()
     return Tokenizer.from_pretrained(directory)
 
 
