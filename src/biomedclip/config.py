@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +67,8 @@ def _bert_config_for(name: str) -> BertConfig:
         known = {f.name for f in dataclasses.fields(BertConfig)}
         return BertConfig(**{k: v for k, v in raw.items() if k in known})
     if name not in TEXT_MODEL_IDS:
+        import logging  # here: the command line's --help imports this module
+
         logging.getLogger(__name__).warning(
             "text model %r is not a known PubMedBERT/BiomedBERT id; using the embedded "
             "PubMedBERT-base architecture",

@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from biomedclip.imaging.options import PLANES, ReadOptions
-from biomedclip.imaging.windowing import PRESETS
+from biomedclip.imaging.constants import PLANES, PRESETS
+
+if TYPE_CHECKING:
+    from biomedclip.imaging.options import ReadOptions
 
 
 def add_image_args(
@@ -93,6 +96,8 @@ def read_options_from_args(
         from biomedclip.embedding.encoder import default_read_options
 
         return default_read_options()
+    from biomedclip.imaging.options import ReadOptions
+
     kw = {"max_tiles": 256 if max_tiles is None else max_tiles}  # the engine's default
     if getattr(args, "max_pixels", None) is not None:
         kw["max_pixels"] = args.max_pixels

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from biomedclip.cli.common import add_json_flag, print_json
@@ -49,6 +48,8 @@ def register(subparsers) -> None:
 
 def _log_progress_to_stderr() -> None:
     """Training progress (INFO records of ``biomedclip.train``) as plain lines on stderr."""
+    import logging
+
     logger = logging.getLogger("biomedclip.train")
     if not any(getattr(h, "_biomedclip_train", False) for h in logger.handlers):
         handler = logging.StreamHandler(sys.stderr)

@@ -3,11 +3,28 @@
 :func:`read_image` turns a path or bytes (JPEG/PNG/TIFF/..., DICOM, NIfTI, whole-slide images)
 into an :class:`ImageRecord` (a list of PIL images plus metadata); :func:`load_image` returns the
 one representative image. Errors are :class:`biomedclip.errors.ImageError` subclasses.
+
+Names are imported on first use, so ``biomedclip.imaging.constants`` (the option vocabularies the
+command-line parsers need) loads without NumPy or Pillow.
 """
 
-from biomedclip.imaging.options import DEFAULT_MAX_PIXELS, ImageRecord, ReadOptions
-from biomedclip.imaging.reader import detect_format, load_image, read_image
-from biomedclip.imaging.windowing import PRESETS, Window, apply_window, parse_window
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "DEFAULT_MAX_PIXELS": "constants",
+    "PRESETS": "constants",
+    "ImageRecord": "options",
+    "ReadOptions": "options",
+    "Window": "windowing",
+    "apply_window": "windowing",
+    "parse_window": "windowing",
+    "detect_format": "reader",
+    "load_image": "reader",
+    "read_image": "reader",
+}
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -21,3 +38,22 @@ __all__ = [
     "parse_window",
     "read_image",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs
+    from biomedclip.imaging.constants import DEFAULT_MAX_PIXELS, PRESETS
+    from biomedclip.imaging.options import ImageRecord, ReadOptions
+    from biomedclip.imaging.reader import detect_format, load_image, read_image
+    from biomedclip.imaging.windowing import Window, apply_window, parse_window

@@ -8,11 +8,10 @@ from typing import Any
 from PIL import Image
 
 from biomedclip.errors import InputError
+from biomedclip.imaging.constants import DEFAULT_MAX_PIXELS as DEFAULT_MAX_PIXELS  # re-exported
+from biomedclip.imaging.constants import FORMATS as FORMATS
+from biomedclip.imaging.constants import PLANES as PLANES
 from biomedclip.imaging.windowing import Window, parse_window
-
-DEFAULT_MAX_PIXELS = 50_000 * 50_000 // 4  # ~625 Mpx per decoded image / volume / frame set
-PLANES = ("axial", "coronal", "sagittal")
-FORMATS = ("pillow", "dicom", "nifti", "wsi")
 
 
 @dataclass

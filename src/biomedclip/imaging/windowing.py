@@ -11,19 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from biomedclip.errors import InputError
-
-# Common CT presets in Hounsfield units: (centre, width).
-PRESETS: dict[str, tuple[float, float]] = {
-    "lung": (-600.0, 1500.0),
-    "mediastinum": (50.0, 350.0),
-    "bone": (400.0, 1800.0),
-    "brain": (40.0, 80.0),
-    "abdomen": (40.0, 400.0),
-    "soft-tissue": (50.0, 400.0),
-    "liver": (60.0, 160.0),
-}
-
-WINDOW_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
+from biomedclip.imaging.constants import PRESETS as PRESETS  # re-exported
+from biomedclip.imaging.constants import WINDOW_FUNCTIONS as WINDOW_FUNCTIONS
 
 
 @dataclass(frozen=True)
