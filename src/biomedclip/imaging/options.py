@@ -11,6 +11,17 @@ from biomedclip.errors import InputError
 from biomedclip.imaging.windowing import Window, parse_window
 
 DEFAULT_MAX_PIXELS = 50_000 * 50_000 // 4  # ~625 Mpx per decoded image / volume / frame set
+# Bytes a reader may inflate (deflated DICOM, gzipped NIfTI) per allowed pixel: room for 64-bit
+# samples (float64 volumes, 16-bit RGB) before the data is refused as a decompression bomb.
+INFLATE_BYTES_PER_PIXEL = 8
+INFLATE_SLACK = 2**20  # headers, overlays, private tags
+
+
+def inflate_budget(max_pixels: int | None) -> int | None:
+    """Most bytes a compressed container may inflate to under ``max_pixels`` (None: no limit)."""
+    return None if not max_pixels else max_pixels * INFLATE_BYTES_PER_PIXEL + INFLATE_SLACK
+
+
 PLANES = ("axial", "coronal", "sagittal")
 FORMATS = ("pillow", "dicom", "nifti", "wsi")
 
