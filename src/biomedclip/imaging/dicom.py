@@ -17,6 +17,7 @@ from PIL import Image
 
 from biomedclip.errors import (
     ImageDecodeError,
+    ImageDependencyError,
     ImageError,
     ImageTooLargeError,
     MissingPixelDataError,
@@ -175,9 +176,9 @@ def _check_decodable(ds, name: str) -> None:
         raise UnsupportedTransferSyntaxError(
             f"pixel data transfer syntax {ts.name or ts} ({ts}) cannot be decoded", name
         ) from e
-    if not decoder.is_available:
+    if not decoder.is_available:  # the server's installation lacks a plugin: not the file's fault
         missing = "; ".join(decoder.missing_dependencies) or "a decoding plugin"
-        raise UnsupportedTransferSyntaxError(
+        raise ImageDependencyError(
             f"pixel data transfer syntax {ts.name} ({ts}) needs {missing}", name
         )
 
