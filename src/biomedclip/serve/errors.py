@@ -38,6 +38,14 @@ class NotReady(Exception):
         self.retry = retry
 
 
+class ServerFault(Exception):
+    """The server's own data or installation failed (a corrupt index): 500, never the client's."""
+
+    def __init__(self, message: str, code: str = "server_error"):
+        super().__init__(message)
+        self.code = code
+
+
 class Unauthorized(Exception):
     """Missing or wrong API key."""
 
@@ -78,6 +86,12 @@ def install(app: FastAPI) -> None:
             log.error("request %s: server fault: %s: %s", rid, type(e).__name__, e)
             return error_response(status, f"{type(e).__name__}: {e} (request id {rid})", code)
         return error_response(status, str(e), code)
+
+    @app.exception_handler(ServerFault)
+    async def _fault(request: Request, e: ServerFault):
+        rid = getattr(request.state, "request_id", "-")
+        log.error("request %s: server fault: %s (%s)", rid, e, e.__cause__)
+        return error_response(500, f"{e} (request id {rid})", e.code)
 
     @app.exception_handler(RowFailed)
     async def _row_failed(request: Request, e: RowFailed):

@@ -44,31 +44,34 @@ def image_signature(head: bytes) -> bool:
         return False
 
 
+def bare_base64_image(value: str) -> bool:
+    """Whether ``value`` is bare base64 (no spaces) of bytes with a known image signature."""
+    compact = "".join(value[:1024].split()) if "\n" in value[:1024] else value[:1024]
+    if not BARE_BASE64.match(compact[: len(compact) // 4 * 4] or "-"):
+        return False
+    try:
+        head = decode_base64(compact[: min(len(compact), 800) // 4 * 4], "input")
+    except InputError:
+        return False
+    return image_signature(head)
+
+
 def input_modality(value: str, roots: list[Path]) -> str:
     """``image`` or ``text`` for one /v1/embeddings input given without ``modality``.
 
-    Images are recognised, never guessed: a ``data:`` URI, a ``file://`` URL, an absolute path
-    under an allowed directory or with an image suffix (refused later unless allowed), or bare
-    base64 (no spaces) whose bytes start with a known image signature. Everything else is text.
+    Images are recognised, never guessed: a ``data:`` URI, a ``file://`` URL, bare base64 (no
+    spaces) whose bytes start with a known image signature, or an absolute path under an allowed
+    directory or with an image suffix (refused later unless allowed). Everything else is text.
     """
-    if value.startswith(("data:", "file://")):
+    if value.startswith(("data:", "file://")) or bare_base64_image(value):
         return "image"
     if value.startswith("/") and "\n" not in value and len(value) < 4096:
-        lower = value.lower()
-        if lower.endswith(IMAGE_SUFFIXES):
+        if value.lower().endswith(IMAGE_SUFFIXES):
             return "image"
         if roots:
             path = Path(os.path.realpath(value))
             if any(path.is_relative_to(r) for r in roots) and path.is_file():
                 return "image"
-        return "text"
-    compact = "".join(value[:1024].split()) if "\n" in value[:1024] else value[:1024]
-    if BARE_BASE64.match(compact[: len(compact) // 4 * 4] or "-"):
-        try:
-            head = decode_base64(compact[: min(len(compact), 800) // 4 * 4], "input")
-        except InputError:
-            return "text"
-        return "image" if image_signature(head) else "text"
     return "text"
 
 
@@ -97,7 +100,7 @@ class ImageResolver:
             if not m.group(3):
                 raise InputError(f"{name}: data URI must be base64-encoded (';base64,')")
             data = decode_base64(ref[m.end() :], name)
-        elif ref.startswith("file://") or ref.startswith("/"):
+        elif ref.startswith("file://") or (ref.startswith("/") and not bare_base64_image(ref)):
             return self.local_file(ref, name)
         elif "://" in ref:
             raise InputError(

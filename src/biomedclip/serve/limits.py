@@ -113,7 +113,11 @@ class Admission:
             if not state["body_done"] and scope["method"] in ("POST", "PUT"):
                 self._reject("slow_client")
                 await self._answer(
-                    send, 408, f"request body not received within {self.timeout_s:g} s", "timeout"
+                    send,
+                    408,
+                    f"request body not received within {self.timeout_s:g} s",
+                    "timeout",
+                    {"Connection": "close"},  # the rest of the body will not be read
                 )
             else:
                 self._reject("timeout")

@@ -18,10 +18,10 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from biomedclip.errors import InputError
+from biomedclip.errors import BiomedCLIPError, InputError
 from biomedclip.serve import schemas as S
 from biomedclip.serve.batching import QueueFull
-from biomedclip.serve.errors import NotReady, Unauthorized
+from biomedclip.serve.errors import NotReady, ServerFault, Unauthorized
 from biomedclip.serve.inputs import input_modality
 from biomedclip.serve.limits import check_count, check_range
 from biomedclip.serve.runtime import Runtime
@@ -224,11 +224,20 @@ def _query_kind(body: S.SearchRequest) -> str:
     return given[0]
 
 
+def index_call(fn, *args):
+    """Call the server's index: its errors are server faults (500), not the client's (the
+    request's own values are checked before)."""
+    try:
+        return fn(*args)
+    except BiomedCLIPError as e:
+        raise ServerFault(f"the index failed: {e}", "index_error") from e
+
+
 def _row_image(rt: Runtime, row: int) -> Path:
     index = rt.searcher.index
     if row >= len(index):
         raise InputError(f"item {row}: the index has {len(index)} rows")
-    meta = index.metadata().slice(row, 1).to_pylist()[0]
+    meta = index_call(lambda: index.metadata().slice(row, 1).to_pylist()[0])
     path = meta.get("path")
     if not path or meta.get("modality") == "text":
         raise InputError(f"item {row} ({meta.get('id')}) has no image")
@@ -255,7 +264,7 @@ async def search(body: S.SearchRequest, request: Request):
         if query.shape[1] != rt.dim or not np.isfinite(query).all() or not np.abs(query).sum():
             raise InputError(f"embedding: need {rt.dim} finite numbers, not all zero")
     where = {"modality": body.modality} if body.modality else None
-    hits = await run_in_threadpool(rt.searcher.search_vectors, query, body.top_k, where)
+    hits = await run_in_threadpool(index_call, rt.searcher.search_vectors, query, body.top_k, where)
     out = []
     for h in hits[0]:
         meta = h.metadata

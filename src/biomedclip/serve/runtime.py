@@ -85,7 +85,9 @@ class Runtime:
         if s.index:
             from biomedclip.index import Searcher, VectorIndex
 
-            self.searcher = Searcher(self.encoder, VectorIndex.open(s.index))
+            index = VectorIndex.open(s.index)
+            index.metadata()  # a corrupt index fails the load (exit 1), not every search (500)
+            self.searcher = Searcher(self.encoder, index)
         self.explainer = Explainer(model, preprocess, tokenizer)
         common = dict(
             max_batch_size=s.max_batch_size,
@@ -232,7 +234,9 @@ class Runtime:
             await self.text.run(rows[i : i + step], self.settings.request_timeout_s)
             for i in range(0, len(rows), step)
         ]
-        emb = torch.from_numpy(np.concatenate(parts)).reshape(len(labels), len(temps), -1).mean(dim=1)
+        emb = (
+            torch.from_numpy(np.concatenate(parts)).reshape(len(labels), len(temps), -1).mean(dim=1)
+        )
         weights = F.normalize(emb, dim=-1)
         with self._cache_lock:
             self._classifiers[key] = weights
