@@ -29,6 +29,7 @@ examples:
   biomedclip serve --model hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224
   biomedclip serve --model ./ckpt --index ./my-index --port 8080 --api-key "$KEY"
   biomedclip serve --model ./ckpt --max-pixels 25000000 --request-timeout 60
+  biomedclip serve --model ./ckpt --index ./my-index --engine ray --replicas 4
   biomedclip serve --model ./ckpt --max-batch-size 64 --max-wait-ms 10 --allow-files /data/images
 """
 
@@ -43,6 +44,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--index", default=None, help="an index directory for /v1/search")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: %(default)s)")
     p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: one process (uvicorn); ray: Ray Serve replicas behind Ray's HTTP proxy, "
+        "a local Ray or the cluster in $RAY_ADDRESS (needs the ray extra; default: local)",
+    )
+    p.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="Ray Serve replicas, each with its own model, batchers and limits (--engine ray)",
+    )
     g = p.add_argument_group(
         "batching and limits",
         "every limit, its default and the status a client sees: docs/serve.md",
@@ -154,4 +168,14 @@ def run(args: argparse.Namespace) -> int:
         api_key=args.api_key or None,
         cors_origins=list(args.cors),
     )
+    if args.engine == "ray":
+        from biomedclip.serve.app import configure_logging
+        from biomedclip.serve.ray_app import serve_ray
+
+        configure_logging(args.log_level)
+        return serve_ray(settings, args.replicas, host=args.host, port=args.port)
+    if args.replicas != 1:
+        from biomedclip.errors import ConfigError
+
+        raise ConfigError("--replicas needs --engine ray (the local engine is one process)")
     return serve(settings, host=args.host, port=args.port, log_level=args.log_level)
