@@ -244,7 +244,25 @@ def _row_image(rt: Runtime, row: int) -> Path:
     return Path(path)
 
 
-@api.post("/search", response_model=S.SearchResponse)
+SEARCH_LINKS = {  # OpenAPI links: what a client (and schemathesis' stateful phase) can do next
+    "SearchByHitImage": {
+        "operationId": "search_v1_search_post",
+        "requestBody": {"item": "$response.body#/hits/0/row", "top_k": 3},
+        "description": "search by the image of the first hit",
+    },
+    "ThumbnailOfHit": {
+        "operationId": "thumbnail_v1_items__row__thumbnail_get",
+        "parameters": {"row": "$response.body#/hits/0/row"},
+        "description": "the first hit's thumbnail",
+    },
+}
+
+
+@api.post(
+    "/search",
+    response_model=S.SearchResponse,
+    responses={200: {"description": "hits", "links": SEARCH_LINKS}},
+)
 async def search(body: S.SearchRequest, request: Request):
     """Nearest index rows to a text, an image, a vector, or the image of an index row."""
     rt = runtime(request)
@@ -260,7 +278,8 @@ async def search(body: S.SearchRequest, request: Request):
         path = await run_in_threadpool(_row_image, rt, body.item)
         query = await image_vectors(rt, [path], "item")
     else:
-        query = np.asarray(body.embedding, dtype=np.float32)[None]
+        with np.errstate(over="ignore"):  # beyond float32: inf, refused just below
+            query = np.asarray(body.embedding, dtype=np.float32)[None]
         if query.shape[1] != rt.dim or not np.isfinite(query).all() or not np.abs(query).sum():
             raise InputError(f"embedding: need {rt.dim} finite numbers, not all zero")
     where = {"modality": body.modality} if body.modality else None
