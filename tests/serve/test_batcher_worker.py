@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from biomedclip.serve import batching
-from biomedclip.serve.batching import BatcherStopped, DynamicBatcher, RowFailed
+from biomedclip.serve.batching import BatcherStopped, DynamicBatcher
 
 
 def embed(rows):
@@ -52,6 +52,8 @@ def test_cancel_between_done_and_set_exception_keeps_the_worker_alive():
 
 
 def test_a_failing_row_fails_only_its_own_request():
+    from biomedclip.serve.batching import RowFailed
+
     b = DynamicBatcher("text", embed, max_batch_size=8, max_wait_s=0.2)
     try:
         good1, bad, good2 = b.submit(["ab"]), b.submit(["ok", "bad"]), b.submit(["abcd"])

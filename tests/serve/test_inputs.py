@@ -154,3 +154,13 @@ def test_api_key_only_in_the_header_and_signed_thumbnails(tiny_model_dir, tiny_i
         assert httpx.get(plain, headers=good).status_code == 200
     finally:
         srv.stop()
+
+
+def test_service_pixel_cap_defaults_to_one_replicas_memory(http):
+    from biomedclip.serve import ServeSettings
+    from tests.imaging import bombs
+
+    assert ServeSettings().max_pixels == 4096 * 4096
+    volume = bombs.nifti_gz_bomb(shape=(1024, 1024, 64))  # 64 M voxels from ~70 KB
+    body = {"input": [data_uri(volume, "application/octet-stream")]}
+    assert "pixel limit of 16777216" in error_of(http.post("/v1/embeddings", json=body), 413)
