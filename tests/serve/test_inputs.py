@@ -60,6 +60,9 @@ def test_mixed_text_and_image_inputs_equal_single_modality(http, example_image):
     i = vectors(http.post("/v1/embeddings", json={"input": [img], "modality": "image"}))[0]
     assert float(both[0] @ t) >= 0.9999 and float(both[1] @ i) >= 0.9999
     assert body["usage"]["prompt_tokens"] > 0
+    # errors name each input's own position in a mixed request
+    bad = http.post("/v1/embeddings", json={"input": [img, "  "]})
+    assert "input[1]: the text is empty" in error_of(bad, 400)
 
 
 def test_encoding_format_base64_is_little_endian_float32(http):

@@ -145,8 +145,7 @@ async def embeddings(body: S.EmbeddingsRequest, request: Request):
         kinds = [input_modality(x, rt.resolver.roots) for x in inputs]
     texts = [i for i, k in enumerate(kinds) if k == "text"]
     images = [i for i, k in enumerate(kinds) if k == "image"]
-    if texts:
-        rt.check_texts([inputs[i] for i in texts])
+    rt.check_texts([inputs[i] for i in texts], "input", positions=texts)
     vectors: list[np.ndarray | None] = [None] * len(inputs)
     tokens, truncated = 0, []
 

@@ -143,9 +143,16 @@ class Runtime:
     def context_length(self) -> int:
         return int(self.tokenizer.context_length)
 
-    def check_texts(self, texts: Sequence[str], name: str = "input", limit: int | None = None):
+    def check_texts(
+        self,
+        texts: Sequence[str],
+        name: str = "input",
+        limit: int | None = None,
+        positions: Sequence[int] | None = None,
+    ):
+        """Empty texts are 400, too long ones 413; errors say ``name[position]``."""
         limit = limit or self.settings.max_text_chars
-        for i, t in enumerate(texts):
+        for i, t in zip(positions or range(len(texts)), texts):
             if not t.strip():
                 raise InputError(f"{name}[{i}]: the text is empty")
             if len(t) > limit:
