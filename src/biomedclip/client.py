@@ -11,7 +11,7 @@
 
 Images may be paths, bytes or PIL images; they travel as base64 data URIs. Errors raise
 :class:`APIError` with the service's status, code and message; 503 answers (busy, loading) are
-retried after their ``Retry-After`` up to ``retries`` times.
+retried after their ``Retry-After`` (429: overloaded, 503: not ready yet) up to ``retries`` times.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ class Client:
                 err.get("message", r.text[:500]),
                 float(retry) if retry and retry.replace(".", "", 1).isdigit() else None,
             )
-            if r.status_code != 503 or attempt == self.retries:
+            if r.status_code not in (429, 503) or attempt == self.retries:
                 raise e
             time.sleep(min(e.retry_after or 1.0, 30.0))
         raise AssertionError("unreachable")
@@ -110,7 +110,8 @@ class Client:
     def embeddings(
         self, input: str | list[str], modality: str | None = None, encoding_format: str = "float"
     ) -> dict[str, Any]:
-        """The raw OpenAI-shaped answer of ``POST /v1/embeddings``."""
+        """The raw OpenAI-shaped answer of ``POST /v1/embeddings`` (texts and data-URI images
+        may be mixed when ``modality`` is None)."""
         body = {"input": input, "modality": modality, "encoding_format": encoding_format}
         return self._post("/v1/embeddings", body)
 
@@ -156,7 +157,7 @@ class Client:
         return self._post("/v1/search", body)["hits"]
 
     def explain(
-        self, image: ImageLike, text: str, method: str = "grad-cam", alpha: float = 0.45
+        self, image: ImageLike, text: str, method: str = "patch-similarity", alpha: float = 0.45
     ) -> dict[str, Any]:
         """The answer of ``/v1/explain`` plus ``grid`` as an array and ``png_bytes``."""
         body = {"image": image_data_uri(image), "text": text, "method": method, "alpha": alpha}

@@ -219,13 +219,21 @@ class Tokenizer:
                 f"(first: #{truncated.index(True)})",
                 stacklevel=2,
             )
-        width = length if padding == "max_length" else max(len(ids) for ids in all_ids)
-        ids = torch.full((len(all_ids), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(all_ids), width), dtype=torch.long)
-        for row, seq in enumerate(all_ids):
-            ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-            mask[row, : len(seq)] = 1
+        ids, mask = self.pad(all_ids, length if padding == "max_length" else None)
         return TokenBatch(ids, mask, [len(s) for s in all_ids], truncated)
+
+    def pad(
+        self, rows: Sequence[Sequence[int]], width: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token id rows -> ids ``[B, width]`` padded with ``[PAD]`` and the attention mask
+        (``width`` defaults to the longest row)."""
+        width = width or max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for row, seq in enumerate(rows):
+            ids[row, : len(seq)] = torch.tensor(list(seq), dtype=torch.long)
+            mask[row, : len(seq)] = 1
+        return ids, mask
 
     def decode(self, ids: Sequence[int]) -> str:
         return self._tok.decode(list(ids), skip_special_tokens=True)

@@ -56,7 +56,7 @@ def test_concurrent_requests_share_forward_passes(server):
     assert metric(url, "biomedclip_batch_size_count", modality="text") >= batches
 
 
-def test_queue_full_answers_503_with_retry_after_then_recovers(tiny_model_dir):
+def test_queue_full_answers_429_with_retry_after_then_recovers(tiny_model_dir):
     srv = start_server(
         model=str(tiny_model_dir),
         max_queue=4,
@@ -78,15 +78,15 @@ def test_queue_full_answers_503_with_retry_after_then_recovers(tiny_model_dir):
                 # the worker took 2 rows and waits for the model; 2 rows stay queued
                 wait_for(lambda: rt.text.depth == 2)
                 full = httpx.post(srv.url + "/v1/embeddings", json={"input": ["e", "f", "g"]})
-                assert full.status_code == 503, full.text
+                assert full.status_code == 429, full.text
                 assert full.json()["error"]["code"] == "queue_full"
                 assert int(full.headers["retry-after"]) >= 1
                 assert metric(srv.url, "biomedclip_queue_depth", modality="text") == 2
             assert first.result().status_code == 200
-            # a request that waits longer than its timeout gets 503 (and is dropped)
+            # a request that waits longer than its timeout gets 429 (and is dropped)
             with rt.compute_lock:
                 slow = httpx.post(srv.url + "/v1/embeddings", json={"input": "late"}, timeout=30)
-            assert slow.status_code == 503 and slow.json()["error"]["code"] == "timeout"
+            assert slow.status_code == 429 and slow.json()["error"]["code"] == "timeout"
             assert slow.headers["retry-after"]
         assert metric(srv.url, "biomedclip_rejected_total", reason="queue_full") == 1
         assert metric(srv.url, "biomedclip_rejected_total", reason="timeout") == 1
@@ -132,7 +132,11 @@ def test_api_key_and_cors(tiny_model_dir, monkeypatch):
         assert httpx.get(u + "/metrics").status_code == 401
         good = {"Authorization": "Bearer s3cret"}
         assert httpx.get(u + "/v1/models", headers=good).status_code == 200
-        assert httpx.get(u + "/v1/models", headers={"X-API-Key": "s3cret"}).status_code == 200
+        # only the Authorization header: no X-API-Key, no ?api_key= (URLs end up in logs)
+        assert httpx.get(u + "/v1/models", headers={"X-API-Key": "s3cret"}).status_code == 401
+        assert (
+            httpx.post(u + "/v1/embeddings?api_key=s3cret", json={"input": "x"}).status_code == 401
+        )
         assert httpx.get(u + "/metrics", headers=good).status_code == 200
         for open_path in ("/health/live", "/health/ready", "/", "/openapi.json"):
             assert httpx.get(u + open_path).status_code == 200, open_path
@@ -184,7 +188,9 @@ def test_cli_serve_starts_and_stops_on_sigterm(tiny_model_dir, tmp_path):
     try:
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: _ready(url), timeout=240)
-        res = httpx.post(url + "/v1/embeddings", json={"input": "x"}, headers={"X-API-Key": "k"})
+        res = httpx.post(
+            url + "/v1/embeddings", json={"input": "x"}, headers={"Authorization": "Bearer k"}
+        )
         assert res.status_code == 200
         rid = res.headers["x-request-id"]
     finally:
@@ -202,3 +208,16 @@ def _ready(url: str) -> bool:
         return httpx.get(url + "/health/ready", timeout=2).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_cli_serve_exits_non_zero_when_the_model_fails_to_load(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.train.conftest import cli_env
+
+    cmd = [sys.executable, "-m", "biomedclip.cli.main", "serve", "--port", "0"]
+    cmd += ["--model", str(tmp_path / "missing")]
+    proc = subprocess.run(cmd, env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "model load failed" in proc.stderr

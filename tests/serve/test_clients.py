@@ -97,3 +97,19 @@ def test_schemathesis_finds_no_server_errors(server, tmp_path):
     assert generated == passed >= 40, out[-2000:]
     events = [json.loads(line) for line in report.read_text().splitlines() if line.strip()]
     assert events, "schemathesis reported nothing"
+
+
+def test_schemathesis_stateful_finds_no_server_errors(server, tmp_path):
+    """Stateful phase: sequences that follow the OpenAPI links (search -> search by a hit's
+    image, search -> the hit's thumbnail) and every other operation in between."""
+    exe = shutil.which("schemathesis") or shutil.which("st")
+    if exe is None:
+        pytest.skip("schemathesis is not installed")
+    cmd = [exe, "run", server.url + "/openapi.json", "--checks", "not_a_server_error"]
+    cmd += ["--phases", "stateful", "--max-examples", "20", "--seed", "7", "--no-color"]
+    cmd += ["--generation-database", "none"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    out = proc.stdout + proc.stderr
+    print(out[-3000:])
+    assert proc.returncode == 0, out[-4000:]
+    assert "Stateful" in out and "links" in out.lower(), out[-2000:]

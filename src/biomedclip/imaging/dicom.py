@@ -9,6 +9,7 @@ Colour: YBR is converted to RGB by pydicom, PALETTE COLOR through its LUT, >8-bi
 from __future__ import annotations
 
 import warnings
+import zlib
 from typing import Any
 
 import numpy as np
@@ -16,13 +17,14 @@ from PIL import Image
 
 from biomedclip.errors import (
     ImageDecodeError,
+    ImageDependencyError,
     ImageError,
     ImageTooLargeError,
     MissingPixelDataError,
     UnsupportedFormatError,
     UnsupportedTransferSyntaxError,
 )
-from biomedclip.imaging.options import ImageRecord, ReadOptions
+from biomedclip.imaging.options import ImageRecord, ReadOptions, inflate_budget
 from biomedclip.imaging.pillow import frame_indices
 from biomedclip.imaging.source import FATAL, Source
 from biomedclip.imaging.windowing import (
@@ -174,9 +176,9 @@ def _check_decodable(ds, name: str) -> None:
         raise UnsupportedTransferSyntaxError(
             f"pixel data transfer syntax {ts.name or ts} ({ts}) cannot be decoded", name
         ) from e
-    if not decoder.is_available:
+    if not decoder.is_available:  # the server's installation lacks a plugin: not the file's fault
         missing = "; ".join(decoder.missing_dependencies) or "a decoding plugin"
-        raise UnsupportedTransferSyntaxError(
+        raise ImageDependencyError(
             f"pixel data transfer syntax {ts.name} ({ts}) needs {missing}", name
         )
 
@@ -203,6 +205,96 @@ def _check_ratio(ds, pixels: int, name: str) -> None:
         )
 
 
+def _inflate(data: bytes, budget: int | None, name: str) -> bytes:
+    """Raw-deflate ``data``, refusing output beyond ``budget`` bytes (a deflate bomb)."""
+    d = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        out = d.decompress(data, 0 if budget is None else budget + 1)
+    except zlib.error as e:
+        raise ImageDecodeError(f"corrupt deflated DICOM dataset ({e})", name) from e
+    if budget is not None and (len(out) > budget or d.unconsumed_tail):
+        raise ImageTooLargeError(
+            f"deflated DICOM dataset inflates beyond {budget} bytes ({len(data)} bytes "
+            "compressed): refusing a likely decompression bomb",
+            name,
+        )
+    return out
+
+
+def _read_dataset(src: Source, force: bool, budget: int | None, name: str):
+    """``dcmread``, but the file meta first: a Deflated Explicit VR Little Endian dataset is
+    inflated through a byte-capped stream instead of pydicom's unbounded ``zlib.decompress``."""
+    import pydicom
+    from pydicom.dataset import FileDataset
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    with src.open() as fp:
+        preamble = read_preamble(fp, force)
+        meta = _read_file_meta_info(fp)
+        if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+            fp.seek(0)
+            return pydicom.dcmread(fp, force=force)
+        inflated = _inflate(fp.read(), budget, name)
+    body = read_dataset(DicomBytesIO(inflated), False, True)
+    ds = FileDataset(name, body, preamble, meta, False, True)
+    ds.set_original_encoding(False, True, body._character_set)
+    return ds
+
+
+def _frame_size(frame: bytes) -> tuple[int, int] | None:
+    """(width, height) a JPEG / JPEG-LS / JPEG 2000 codestream declares, None if unknown."""
+    if frame[:2] == b"\xff\xd8":  # JPEG family: walk the markers to the SOFn segment
+        i = 2
+        while i + 9 <= len(frame):
+            if frame[i] != 0xFF:
+                return None
+            marker = frame[i + 1]
+            if marker == 0xFF:
+                i += 1
+                continue
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                i += 2
+                continue
+            length = int.from_bytes(frame[i + 2 : i + 4], "big")
+            if marker in SOF_MARKERS:
+                h = int.from_bytes(frame[i + 5 : i + 7], "big")
+                w = int.from_bytes(frame[i + 7 : i + 9], "big")
+                return w, h
+            i += 2 + length
+        return None
+    at = frame.find(b"\xff\x4f\xff\x51", 0, 4096)  # J2K codestream (raw or in a JP2 box)
+    if at >= 0 and at + 24 <= len(frame):
+        siz = frame[at + 4 :]
+        xs, ys = int.from_bytes(siz[4:8], "big"), int.from_bytes(siz[8:12], "big")
+        xo, yo = int.from_bytes(siz[12:16], "big"), int.from_bytes(siz[16:20], "big")
+        return max(xs - xo, 0), max(ys - yo, 0)
+    return None
+
+
+# SOF0-3, 5-7, 9-11, 13-15 and JPEG-LS SOF55
+SOF_MARKERS = frozenset(set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC} | {0xF7})
+
+
+def _check_frames(ds, indices: list[int], n: int, rows: int, cols: int, name: str) -> None:
+    """Compressed frames must not declare more pixels than the header (checked before decode)."""
+    from pydicom.encaps import get_frame
+
+    for i in indices:
+        try:
+            frame = get_frame(ds.PixelData, i, number_of_frames=n)
+        except Exception:  # noqa: BLE001 - the decoder reports a broken encapsulation itself
+            return
+        size = _frame_size(frame[:65536])
+        if size is not None and size[0] * size[1] > rows * cols:
+            raise ImageTooLargeError(
+                f"compressed frame {i} declares {size[0]}x{size[1]} pixels, the header "
+                f"{cols}x{rows}: refusing to decode",
+                name,
+            )
+
+
 def read_dicom(src: Source, options: ReadOptions, *, force: bool = False) -> ImageRecord:
     import pydicom
     from pydicom.pixels import pixel_array
@@ -211,8 +303,7 @@ def read_dicom(src: Source, options: ReadOptions, *, force: bool = False) -> Ima
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with src.open() as fp:
-                ds = pydicom.dcmread(fp, force=force)
+            ds = _read_dataset(src, force, inflate_budget(options.max_pixels), name)
             if not any(k in ds for k in PIXEL_KEYWORDS):
                 kind = ds.get("Modality") or ds.get("SOPClassUID", "")
                 raise MissingPixelDataError(
@@ -237,6 +328,8 @@ def read_dicom(src: Source, options: ReadOptions, *, force: bool = False) -> Ima
             if "PixelData" in ds:
                 _check_decodable(ds, name)
                 _check_ratio(ds, rows * cols * n, name)
+                if ds.file_meta.TransferSyntaxUID.is_encapsulated:
+                    _check_frames(ds, indices, n, rows, cols, name)
             photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper().strip()
             images, items = [], []
             for i in indices:

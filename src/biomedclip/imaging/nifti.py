@@ -15,7 +15,12 @@ import numpy as np
 from PIL import Image
 
 from biomedclip.errors import ImageDecodeError, ImageTooLargeError
-from biomedclip.imaging.options import ImageRecord, ReadOptions
+from biomedclip.imaging.options import (
+    INFLATE_BYTES_PER_PIXEL,
+    ImageRecord,
+    ReadOptions,
+    inflate_budget,
+)
 from biomedclip.imaging.source import Source, decoder_errors
 from biomedclip.imaging.windowing import apply_window, percentile_window, to_uint8
 
@@ -74,9 +79,12 @@ def _gunzip_declared(data: bytes, max_pixels: int | None, name: str) -> bytes:
             )
         total = int(np.prod(shape, dtype=np.int64)) * header.get_data_dtype().itemsize
         want = int(header.get_data_offset() or size + 4) + total
-        if want > (max_pixels or 2**31) * 16 + 2**20:  # e.g. a long 4-D series of float64
+        budget = inflate_budget(max_pixels)
+        if budget is not None and want > budget:  # e.g. a long 4-D series of float64
             raise ImageTooLargeError(
-                f"volume {tuple(shape)} ({total} bytes) is too large to decompress in memory", name
+                f"volume {tuple(shape)} ({total} bytes) exceeds the inflate budget of {budget} "
+                f"bytes (pixel limit {max_pixels} x {INFLATE_BYTES_PER_PIXEL} bytes)",
+                name,
             )
         return head + gz.read(max(want - len(head), 0))
 

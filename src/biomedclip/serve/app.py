@@ -1,9 +1,10 @@
 """The application factory (:func:`create_app`) and the uvicorn runner (:func:`serve`).
 
 Start-up returns at once and loads the model in a thread: ``/health/live`` answers immediately,
-``/health/ready`` once the model is loaded and warm (the /v1 routes answer 503 until then).
-Shut-down (SIGINT/SIGTERM) stops accepting connections, lets in-flight requests finish (uvicorn),
-then drains the batch queues.
+``/health/ready`` once the model is loaded and warm (the /v1 routes answer 503 until then). A
+failed load makes ``/health/ready`` answer 503 ``error`` and :func:`serve` exit non-zero (an
+orchestrator restarts or reports it; nothing retries forever). Shut-down (SIGINT/SIGTERM) stops
+accepting connections, lets in-flight requests finish (uvicorn), then drains the batch queues.
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from biomedclip import __version__
 from biomedclip.serve import errors, routes
 from biomedclip.serve.config import ServeSettings
-from biomedclip.serve.limits import BodyLimit
-from biomedclip.serve.metrics import Metrics
+from biomedclip.serve.limits import Admission
+from biomedclip.serve.metrics import METHODS, Metrics
 from biomedclip.serve.runtime import Runtime
 
 log = logging.getLogger("biomedclip.serve")
@@ -58,13 +60,17 @@ def create_app(settings: ServeSettings | None = None, load: bool = True) -> Fast
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's /docs loads Swagger UI from a CDN: served offline below
+        redoc_url=None,
     )
     app.state.settings, app.state.metrics, app.state.runtime = settings, metrics, runtime
     app.state.explain_slots = asyncio.Semaphore(2)
     errors.install(app)
     app.include_router(routes.api)
+    app.include_router(routes.public)
     app.include_router(routes.ops)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    install_docs(app)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -82,7 +88,8 @@ def create_app(settings: ServeSettings | None = None, load: bool = True) -> Fast
         name = getattr(route, "path", None) or (
             "/static" if request.url.path.startswith("/static/") else "other"
         )
-        metrics.request(name, request.method, response.status_code, seconds)
+        method = request.method if request.method in METHODS else "other"
+        metrics.request(name, method, response.status_code, seconds)
         response.headers["X-Request-ID"] = rid
         log.info(
             "rid=%s %s %s -> %d in %.1f ms",
@@ -99,11 +106,44 @@ def create_app(settings: ServeSettings | None = None, load: bool = True) -> Fast
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        Admission,
+        max_bytes=settings.max_body_bytes,
+        max_concurrent=settings.max_concurrent_requests,
+        timeout_s=settings.request_timeout_s,
+        metrics=metrics,
+    )
     return app
+
+
+def install_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI from the swagger-ui-bundle package (no CDN, works offline); without
+    the package, a plain page linking /openapi.json."""
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:
+        swagger_ui_path = None
+    if swagger_ui_path:
+        app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        if not swagger_ui_path:
+            return HTMLResponse(
+                "<!doctype html><title>BiomedCLIP API</title><p>Swagger UI needs the "
+                "swagger-ui-bundle package; the API schema is at "
+                '<a href="/openapi.json">/openapi.json</a>.</p>'
+            )
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="BiomedCLIP service - API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )
 
 
 def configure_logging(level: str = "info") -> None:
@@ -120,16 +160,29 @@ def configure_logging(level: str = "info") -> None:
 def serve(
     settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info"
 ) -> None:
-    """Run the service until SIGINT/SIGTERM (in-flight requests finish first)."""
+    """Run the service until SIGINT/SIGTERM (in-flight requests finish first).
+
+    Returns the exit status: 0, or 1 when the model failed to load."""
     import uvicorn
 
     configure_logging(log_level)
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         log_level=log_level,
         access_log=False,  # our request log carries the request id
         timeout_graceful_shutdown=max(5, int(settings.request_timeout_s) + 5),
     )
-    uvicorn.Server(config).run()
+    server = uvicorn.Server(config)
+    failed: list[str] = []
+
+    def fatal(error: str) -> None:
+        failed.append(error)
+        log.error("model load failed: %s; shutting down (exit status 1)", error)
+        server.should_exit = True
+
+    app.state.runtime.on_fatal = fatal
+    server.run()
+    return 1 if failed else 0

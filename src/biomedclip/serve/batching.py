@@ -4,8 +4,14 @@ A :class:`DynamicBatcher` owns a worker thread. Requests :meth:`~DynamicBatcher.
 (token id lists or preprocessed pixel tensors) and await a future; the worker starts a pass when
 ``max_batch_size`` rows are waiting or the oldest row has waited ``max_wait_s``, then hands each
 request its rows' embeddings. The queue is bounded in rows: a submit that would overflow it raises
-:class:`QueueFull` (the service answers 503 + Retry-After) instead of letting latency grow without
-bound. A request that times out is cancelled; rows of cancelled requests are skipped.
+:class:`QueueFull` (the service answers 429 + Retry-After) instead of letting latency grow without
+bound. A request that times out (or is cancelled) cancels its future; rows of cancelled requests
+are skipped, and a future cancelled while its rows are computed is simply not answered.
+
+The worker cannot die of a request: every hand-over to a future tolerates a concurrent
+cancellation, and a pass that raises is re-run row by row, so only the rows that fail on their own
+fail (:class:`RowFailed`); the others get their embeddings. :attr:`DynamicBatcher.alive` (the
+thread runs and its loop turned recently) is part of ``/health/ready``.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +45,23 @@ class BatcherStopped(Exception):
 
 class RequestTimeout(Exception):
     """A request waited longer than its timeout."""
+
+
+class RowFailed(Exception):
+    """A row failed on its own in the forward pass (the backend's error is the cause)."""
+
+
+def _settle(future: Future, result: Any = None, error: BaseException | None = None) -> None:
+    """Resolve ``future`` unless it was cancelled meanwhile (never raises InvalidStateError)."""
+    try:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+    except InvalidStateError:  # cancelled between done() and set_*: the request is gone
+        pass
 
 
 @dataclass
@@ -84,6 +107,7 @@ class DynamicBatcher:
         self._pending: deque[tuple[_Job, int, float]] = deque()
         self._cond = threading.Condition()
         self._stopping = False
+        self.crashed: BaseException | None = None
         self.submitted = 0  # rows accepted since start
         self._last_pass_s = 0.05
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{modality}", daemon=True)
@@ -93,6 +117,11 @@ class DynamicBatcher:
     @property
     def depth(self) -> int:
         return len(self._pending)
+
+    @property
+    def alive(self) -> bool:
+        """Whether the worker thread runs (it only ends on :meth:`stop` or a bug)."""
+        return self._thread.is_alive() and self.crashed is None
 
     def retry_after(self) -> float:
         """Seconds until the queue has likely drained (at least 1)."""
@@ -107,8 +136,8 @@ class DynamicBatcher:
             return job.future
         now = time.monotonic()
         with self._cond:
-            if self._stopping:
-                raise BatcherStopped(f"the {self.modality} batcher is shutting down")
+            if self._stopping or not self.alive:
+                raise BatcherStopped(f"the {self.modality} batcher is not running")
             if len(self._pending) + len(job.rows) > self.max_queue:
                 raise QueueFull(self.modality, self.retry_after())
             self._pending.extend((job, i, now) for i in range(len(job.rows)))
@@ -127,6 +156,9 @@ class DynamicBatcher:
             raise RequestTimeout(
                 f"no {self.modality} result within {timeout:g} s (the service is busy)"
             ) from e
+        except BaseException:  # cancelled by the request deadline or a disconnect
+            fut.cancel()
+            raise
 
     # ---- worker side -------------------------------------------------------------------------
     def _take(self) -> list[tuple[_Job, int]] | None:
@@ -153,34 +185,64 @@ class DynamicBatcher:
             return batch
 
     def _loop(self) -> None:
-        while True:
-            batch = self._take()
-            if batch is None:
-                return
-            if not batch:
-                continue
-            start = time.perf_counter()
-            try:
-                with self.compute_lock:
-                    out = np.asarray(self.run_batch([job.rows[i] for job, i in batch]))
-            except BaseException as e:  # noqa: BLE001 - the jobs get the error, the worker lives
-                log.exception("%s batch of %d rows failed", self.modality, len(batch))
-                for job, _ in batch:
-                    if not job.future.done():
-                        job.future.set_exception(e)
-                continue
-            seconds = time.perf_counter() - start
-            self._last_pass_s = 0.8 * self._last_pass_s + 0.2 * seconds
-            self.stats.batch(self.modality, len(batch), seconds)
-            for (job, i), row in zip(batch, out):
+        try:
+            while True:
+                batch = self._take()
+                if batch is None:
+                    return
+                if batch:
+                    self._pass(batch)
+        except BaseException as e:  # a bug in the batcher itself: fail loudly, report not alive
+            self.crashed = e
+            log.exception("the %s batcher crashed", self.modality)
+            with self._cond:
+                for job, _, _ in self._pending:
+                    _settle(job.future, error=BatcherStopped(f"the {self.modality} batcher died"))
+                self._pending.clear()
+            raise
+
+    def _compute(self, rows: list[Any]) -> np.ndarray:
+        with self.compute_lock:
+            out = np.asarray(self.run_batch(rows))
+        if out.ndim != 2 or len(out) != len(rows):
+            raise RuntimeError(f"run_batch returned {out.shape} for {len(rows)} rows")
+        return out
+
+    def _pass(self, batch: list[tuple[_Job, int]]) -> None:
+        start = time.perf_counter()
+        try:
+            out: list[np.ndarray | BaseException] = list(
+                self._compute([job.rows[i] for job, i in batch])
+            )
+        except Exception as e:  # noqa: BLE001 - find the guilty rows: re-run one by one
+            log.warning("%s batch of %d rows failed (%s)", self.modality, len(batch), e)
+            out = []
+            for job, i in batch:
                 if job.future.done():
+                    out.append(e)
                     continue
-                if job.out is None:
-                    job.out = np.empty((len(job.rows), out.shape[1]), dtype=np.float32)
-                job.out[i] = row
-                job.done += 1
-                if job.done == len(job.rows) and job.future.set_running_or_notify_cancel():
-                    job.future.set_result(job.out)
+                try:
+                    out.append(self._compute([job.rows[i]])[0])
+                except Exception as row_error:  # noqa: BLE001 - this row's request fails
+                    log.exception("%s row failed on its own", self.modality)
+                    out.append(row_error)
+        seconds = time.perf_counter() - start
+        self._last_pass_s = 0.8 * self._last_pass_s + 0.2 * seconds
+        self.stats.batch(self.modality, len(batch), seconds)
+        for (job, i), row in zip(batch, out):
+            if job.future.done():
+                continue
+            if isinstance(row, BaseException):
+                failed = RowFailed(f"{self.modality} row failed: {type(row).__name__}: {row}")
+                failed.__cause__ = row
+                _settle(job.future, error=failed)
+                continue
+            if job.out is None:
+                job.out = np.empty((len(job.rows), row.shape[-1]), dtype=np.float32)
+            job.out[i] = row
+            job.done += 1
+            if job.done == len(job.rows):
+                _settle(job.future, job.out)
 
     def stop(self, timeout: float | None = 30.0) -> None:
         """Refuse new rows, finish the queued ones, stop the worker."""

@@ -23,9 +23,56 @@ DATA_URI = re.compile(r"^data:([\w.+/-]*)((?:;[\w.+-]+=[\w.+-]+)*)(;base64)?,", 
 BASE64_CHARS = re.compile(r"^[A-Za-z0-9+/=\s_-]+$")
 
 
-def looks_like_image_ref(value: str) -> bool:
-    """True for a data URI or a ``file://`` URL (how /v1/embeddings guesses the modality)."""
-    return value.startswith(("data:", "file://"))
+BARE_BASE64 = re.compile(r"^[A-Za-z0-9+/_-]{24,}={0,2}$", re.ASCII)
+IMAGE_SUFFIXES = (
+    ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".jp2", ".j2k",
+    ".dcm", ".dicom", ".ima", ".nii", ".nii.gz", ".svs", ".ndpi", ".mrxs",
+)  # fmt: skip
+
+
+def image_signature(head: bytes) -> bool:
+    """Whether decoded bytes start like an image file the reader knows (by content)."""
+    from biomedclip.imaging.source import Source, sniff
+
+    if head[:2] == b"\x1f\x8b":  # gzip: a .nii.gz (the whole head may not be here)
+        return True
+    if head[:2] == b"BM":  # BMP: also check the declared header size (14 + 12/40/108/124)
+        return len(head) >= 18 and int.from_bytes(head[14:18], "little") in (12, 40, 108, 124)
+    try:
+        return sniff(Source("<input>", data=head)) is not None
+    except Exception:  # noqa: BLE001 - undecidable: not an image
+        return False
+
+
+def bare_base64_image(value: str) -> bool:
+    """Whether ``value`` is bare base64 (no spaces) of bytes with a known image signature."""
+    compact = "".join(value[:1024].split()) if "\n" in value[:1024] else value[:1024]
+    if not BARE_BASE64.match(compact[: len(compact) // 4 * 4] or "-"):
+        return False
+    try:
+        head = decode_base64(compact[: min(len(compact), 800) // 4 * 4], "input")
+    except InputError:
+        return False
+    return image_signature(head)
+
+
+def input_modality(value: str, roots: list[Path]) -> str:
+    """``image`` or ``text`` for one /v1/embeddings input given without ``modality``.
+
+    Images are recognised, never guessed: a ``data:`` URI, a ``file://`` URL, bare base64 (no
+    spaces) whose bytes start with a known image signature, or an absolute path under an allowed
+    directory or with an image suffix (refused later unless allowed). Everything else is text.
+    """
+    if value.startswith(("data:", "file://")) or bare_base64_image(value):
+        return "image"
+    if value.startswith("/") and "\n" not in value and len(value) < 4096:
+        if value.lower().endswith(IMAGE_SUFFIXES):
+            return "image"
+        if roots:
+            path = Path(os.path.realpath(value))
+            if any(path.is_relative_to(r) for r in roots) and path.is_file():
+                return "image"
+    return "text"
 
 
 def decode_base64(payload: str, name: str) -> bytes:
@@ -53,7 +100,7 @@ class ImageResolver:
             if not m.group(3):
                 raise InputError(f"{name}: data URI must be base64-encoded (';base64,')")
             data = decode_base64(ref[m.end() :], name)
-        elif ref.startswith("file://") or ref.startswith("/"):
+        elif ref.startswith("file://") or (ref.startswith("/") and not bare_base64_image(ref)):
             return self.local_file(ref, name)
         elif "://" in ref:
             raise InputError(

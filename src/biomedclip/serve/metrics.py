@@ -15,6 +15,7 @@ from biomedclip.serve.batching import BatchStats
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+METHODS = frozenset({"GET", "POST", "HEAD", "OPTIONS"})  # any other method is counted as "other"
 
 
 class Metrics(BatchStats):
@@ -59,7 +60,7 @@ class Metrics(BatchStats):
         )
         self.rejected = Counter(
             "biomedclip_rejected",
-            "requests refused (queue_full, timeout)",
+            "requests refused (queue_full, overloaded, timeout, slow_client, payload_too_large)",
             ["reason"],
             registry=r,
         )

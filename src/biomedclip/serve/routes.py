@@ -3,22 +3,26 @@ on the batchers; every bad input raises an error that :mod:`.errors` turns into 
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import hashlib
+import hmac
 import secrets
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from biomedclip.errors import InputError
+from biomedclip.errors import BiomedCLIPError, InputError
 from biomedclip.serve import schemas as S
 from biomedclip.serve.batching import QueueFull
-from biomedclip.serve.errors import NotReady, Unauthorized
-from biomedclip.serve.inputs import looks_like_image_ref
+from biomedclip.serve.errors import NotReady, ServerFault, Unauthorized
+from biomedclip.serve.inputs import input_modality
 from biomedclip.serve.limits import check_count, check_range
 from biomedclip.serve.runtime import Runtime
 
@@ -27,41 +31,65 @@ ERRORS = {
     for code, text in {
         400: "bad input (the message names it)",
         401: "missing or wrong API key",
-        404: "unknown model, index row, or no index loaded",
-        413: "body, image or list too large",
+        408: "the client did not send its body within the request timeout",
+        413: "body, image, list, text or template too large",
         415: "unsupported image format",
         422: "body does not match the schema",
-        503: "loading, busy (queue full / timeout: see Retry-After) or shutting down",
+        424: "the model failed on this input",
+        429: "overloaded (queue full, too many requests, timeout): see Retry-After",
+        500: "server fault (corrupt index, missing server package, bug)",
+        503: "not ready (loading, failed, or shutting down)",
     }.items()
 }
 _bearer = HTTPBearer(auto_error=False)
-_header_key = APIKeyHeader(name="X-API-Key", auto_error=False)
+THUMBNAIL_URL_TTL_S = 600
+
+
+def _key_ok(request: Request, bearer: HTTPAuthorizationCredentials | None) -> bool:
+    expected = request.app.state.settings.api_key
+    if not expected:
+        return True
+    given = bearer.credentials if bearer else None
+    return bool(given) and secrets.compare_digest(given.encode(), expected.encode())
 
 
 async def require_api_key(
-    request: Request,
-    bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
-    header: str | None = Depends(_header_key),
+    request: Request, bearer: HTTPAuthorizationCredentials | None = Depends(_bearer)
 ) -> None:
-    """``Authorization: Bearer KEY`` (or ``X-API-Key``; ``?api_key=`` for thumbnails)."""
-    expected = request.app.state.settings.api_key
-    if not expected:
-        return
-    given = (
-        (bearer.credentials if bearer else None) or header or request.query_params.get("api_key")
-    )
-    if not given or not secrets.compare_digest(given.encode(), expected.encode()):
+    """Only ``Authorization: Bearer KEY``: never a query parameter (URLs end up in logs)."""
+    if not _key_ok(request, bearer):
         raise Unauthorized("missing or invalid API key (send 'Authorization: Bearer KEY')")
 
 
+def _signature(key: str, row: int, size: int, exp: int) -> str:
+    msg = f"thumbnail:{row}:{size}:{exp}".encode()
+    return hmac.new(key.encode(), msg, hashlib.sha256).hexdigest()[:32]
+
+
+def thumbnail_url(request: Request, row: int, size: int = 256) -> str:
+    """The thumbnail's URL; with an API key, signed for THUMBNAIL_URL_TTL_S seconds (an <img>
+    cannot send an Authorization header)."""
+    url = f"/v1/items/{row}/thumbnail?size={size}"
+    key = request.app.state.settings.api_key
+    if not key:
+        return url
+    exp = int(time.time()) + THUMBNAIL_URL_TTL_S
+    return f"{url}&exp={exp}&sig={_signature(key, row, size, exp)}"
+
+
 api = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], responses=ERRORS)
+public = APIRouter(prefix="/v1", responses=ERRORS)  # routes that check their own credentials
 ops = APIRouter()
 
 
 def runtime(request: Request) -> Runtime:
     rt: Runtime = request.app.state.runtime
-    if not rt.ready:
-        raise NotReady(f"model not ready: {rt.error}" if rt.error else "the model is loading")
+    if not rt.healthy:
+        if rt.error:
+            raise NotReady(f"model failed to load: {rt.error}", retry=False)
+        if rt.ready:
+            raise NotReady("a batch worker is not running", retry=False)
+        raise NotReady("the model is loading")
     return rt
 
 
@@ -81,20 +109,27 @@ def encode_vector(v: np.ndarray, fmt: str) -> list[float] | str:
     return v.tolist()
 
 
-async def text_vectors(rt: Runtime, texts: list[str]) -> tuple[np.ndarray, int, list[int]]:
-    rows, tokens, truncated = await run_in_threadpool(rt.tokenize, texts)
+async def text_vectors(
+    rt: Runtime, texts: list[str], name: str = "input"
+) -> tuple[np.ndarray, int, list[int]]:
+    rows, tokens, truncated = await run_in_threadpool(rt.tokenize, texts, name)
     return await rt.text.run(rows, rt.settings.request_timeout_s), tokens, truncated
 
 
 async def image_vectors(rt: Runtime, refs: list[str | Path], name: str) -> np.ndarray:
-    pixels = await run_in_threadpool(rt.pixels, refs, name)
+    pixels = await rt.pixels(refs, name)
     return await rt.image.run(pixels, rt.settings.request_timeout_s)
 
 
 # ---- /v1 -------------------------------------------------------------------------------------
 @api.post("/embeddings", response_model=S.EmbeddingsResponse)
 async def embeddings(body: S.EmbeddingsRequest, request: Request):
-    """OpenAI-shaped embeddings of texts or images (unit-length float32 vectors)."""
+    """OpenAI-shaped embeddings of texts and/or images (unit-length float32 vectors).
+
+    Without ``modality`` each input is recognised on its own: data URIs, ``file://`` URLs, allowed
+    absolute paths and bare base64 of a known image signature are images, the rest text; texts
+    and images may be mixed in one request (each item says its ``modality``).
+    """
     rt = runtime(request)
     check_model_name(rt, body.model)
     inputs = [body.input] if isinstance(body.input, str) else list(body.input)
@@ -104,18 +139,45 @@ async def embeddings(body: S.EmbeddingsRequest, request: Request):
             f"dimensions={body.dimensions}: this model returns {rt.dim}-dimensional embeddings "
             "and does not truncate them"
         )
-    modality = body.modality or (
-        "image" if all(looks_like_image_ref(x) for x in inputs) else "text"
-    )
-    truncated: list[int] = []
-    if modality == "text":
-        vectors, tokens, truncated = await text_vectors(rt, inputs)
+    if body.modality:
+        kinds = [body.modality] * len(inputs)
     else:
-        vectors, tokens = await image_vectors(rt, inputs, "input"), 0
+        kinds = [input_modality(x, rt.resolver.roots) for x in inputs]
+    texts = [i for i, k in enumerate(kinds) if k == "text"]
+    images = [i for i, k in enumerate(kinds) if k == "image"]
+    rt.check_texts([inputs[i] for i in texts], "input", positions=texts)
+    vectors: list[np.ndarray | None] = [None] * len(inputs)
+    tokens, truncated = 0, []
+
+    async def embed_texts():
+        nonlocal tokens, truncated
+        rows, tokens, cut = await run_in_threadpool(rt.tokenize, [inputs[i] for i in texts])
+        truncated = [texts[k] for k in cut]
+        out = await rt.text.run(rows, rt.settings.request_timeout_s)
+        for k, i in enumerate(texts):
+            vectors[i] = out[k]
+
+    async def embed_images():
+        refs = [inputs[i] for i in images]
+        names = [f"input[{i}]" for i in images]
+        tasks = [rt.decode(rt._pixels, r, n) for r, n in zip(refs, names)]
+        pixels = await asyncio.gather(*tasks)
+        out = await rt.image.run(pixels, rt.settings.request_timeout_s)
+        for k, i in enumerate(images):
+            vectors[i] = out[k]
+
+    jobs = ([embed_texts()] if texts else []) + ([embed_images()] if images else [])
+    await asyncio.gather(*jobs)
     data = [
-        {"object": "embedding", "index": i, "embedding": encode_vector(v, body.encoding_format)}
+        {
+            "object": "embedding",
+            "index": i,
+            "embedding": encode_vector(v, body.encoding_format),
+            "modality": kinds[i],
+        }
         for i, v in enumerate(vectors)
     ]
+    modality = kinds[0] if len(set(kinds)) == 1 else "mixed"
     return JSONResponse(
         {
             "object": "list",
@@ -131,16 +193,16 @@ async def embeddings(body: S.EmbeddingsRequest, request: Request):
 @api.post("/classify", response_model=S.ClassifyResponse)
 async def classify(body: S.ClassifyRequest, request: Request):
     """Zero-shot classification: softmax over labels of logit_scale * cosine(image, label)."""
-    from biomedclip.prompts import parse_labels, resolve_templates
+    from biomedclip.prompts import parse_labels
 
     rt = runtime(request)
     check_count(body.labels, rt.settings.max_labels, "labels")
     labels = parse_labels(body.labels)
-    rt.check_texts(labels, "labels")
-    templates = resolve_templates(body.templates)
-    check_count(templates, rt.settings.max_labels, "templates")
-    image = await image_vectors(rt, [body.image], "image")
-    weights = await run_in_threadpool(rt.classifier, tuple(labels), templates)
+    rt.check_texts(labels, "labels", rt.settings.max_template_chars)
+    rt.prompts(labels, body.templates)  # refuse too many / too long prompts before decoding
+    image, weights = await asyncio.gather(
+        image_vectors(rt, [body.image], "image"), rt.classifier(tuple(labels), body.templates)
+    )
     logits = rt.encoder.logit_scale * torch.from_numpy(image) @ weights.T
     probs = logits.softmax(dim=-1)[0].tolist()
     ranked = sorted(zip(labels, probs), key=lambda lp: -lp[1])[: body.top_k or len(labels)]
@@ -161,18 +223,45 @@ def _query_kind(body: S.SearchRequest) -> str:
     return given[0]
 
 
+def index_call(fn, *args):
+    """Call the server's index: its errors are server faults (500), not the client's (the
+    request's own values are checked before)."""
+    try:
+        return fn(*args)
+    except BiomedCLIPError as e:
+        raise ServerFault(f"the index failed: {e}", "index_error") from e
+
+
 def _row_image(rt: Runtime, row: int) -> Path:
     index = rt.searcher.index
     if row >= len(index):
         raise InputError(f"item {row}: the index has {len(index)} rows")
-    meta = index.metadata().slice(row, 1).to_pylist()[0]
+    meta = index_call(lambda: index.metadata().slice(row, 1).to_pylist()[0])
     path = meta.get("path")
     if not path or meta.get("modality") == "text":
         raise InputError(f"item {row} ({meta.get('id')}) has no image")
     return Path(path)
 
 
-@api.post("/search", response_model=S.SearchResponse)
+SEARCH_LINKS = {  # OpenAPI links: what a client (and schemathesis' stateful phase) can do next
+    "SearchByHitImage": {
+        "operationId": "search_v1_search_post",
+        "requestBody": {"item": "$response.body#/hits/0/row", "top_k": 3},
+        "description": "search by the image of the first hit",
+    },
+    "ThumbnailOfHit": {
+        "operationId": "thumbnail_v1_items__row__thumbnail_get",
+        "parameters": {"row": "$response.body#/hits/0/row"},
+        "description": "the first hit's thumbnail",
+    },
+}
+
+
+@api.post(
+    "/search",
+    response_model=S.SearchResponse,
+    responses={200: {"description": "hits", "links": SEARCH_LINKS}},
+)
 async def search(body: S.SearchRequest, request: Request):
     """Nearest index rows to a text, an image, a vector, or the image of an index row."""
     rt = runtime(request)
@@ -188,11 +277,12 @@ async def search(body: S.SearchRequest, request: Request):
         path = await run_in_threadpool(_row_image, rt, body.item)
         query = await image_vectors(rt, [path], "item")
     else:
-        query = np.asarray(body.embedding, dtype=np.float32)[None]
+        with np.errstate(over="ignore"):  # beyond float32: inf, refused just below
+            query = np.asarray(body.embedding, dtype=np.float32)[None]
         if query.shape[1] != rt.dim or not np.isfinite(query).all() or not np.abs(query).sum():
             raise InputError(f"embedding: need {rt.dim} finite numbers, not all zero")
     where = {"modality": body.modality} if body.modality else None
-    hits = await run_in_threadpool(rt.searcher.search_vectors, query, body.top_k, where)
+    hits = await run_in_threadpool(index_call, rt.searcher.search_vectors, query, body.top_k, where)
     out = []
     for h in hits[0]:
         meta = h.metadata
@@ -208,18 +298,43 @@ async def search(body: S.SearchRequest, request: Request):
                 "path": path,
                 "caption": caption,
                 "has_image": bool(path) and meta.get("modality") != "text",
+                "thumbnail": (
+                    thumbnail_url(request, h.row)
+                    if path and meta.get("modality") != "text"
+                    else None
+                ),
             }
         )
     return JSONResponse({"model": model_id(rt), "query": kind, "hits": out})
 
 
-@api.get(
+@public.get(
     "/items/{row}/thumbnail",
     response_class=Response,
     responses={200: {"content": {"image/jpeg": {}}, "description": "a JPEG thumbnail"}},
 )
-async def thumbnail(row: int, request: Request, size: int = 256):
-    """A JPEG thumbnail of the image of an index row (for the browser app's result grid)."""
+async def thumbnail(
+    row: int,
+    request: Request,
+    size: int = 256,
+    exp: int | None = None,
+    sig: str | None = None,
+    bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
+):
+    """A JPEG thumbnail of the image of an index row (for the browser app's result grid).
+
+    With an API key: ``Authorization: Bearer KEY``, or the short-lived signed URL of a search hit
+    (``exp``, ``sig``)."""
+    key = request.app.state.settings.api_key
+    if not _key_ok(request, bearer):
+        signed = (
+            exp is not None
+            and sig is not None
+            and exp >= time.time()
+            and hmac.compare_digest(sig, _signature(key, row, size, exp))
+        )
+        if not signed:
+            raise Unauthorized("missing or invalid API key or expired thumbnail signature")
     rt = runtime(request)
     if rt.searcher is None:
         raise InputError("no index loaded: start the server with --index DIR")
@@ -235,8 +350,10 @@ async def thumbnail(row: int, request: Request, size: int = 256):
         image.save(buf, format="JPEG", quality=85)
         return buf.getvalue()
 
-    data = await run_in_threadpool(render)
-    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+    data = await rt.decode(render)
+    return Response(
+        data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=600"}
+    )
 
 
 @api.post("/explain", response_model=S.ExplainResponse)
@@ -249,7 +366,9 @@ async def explain(body: S.ExplainRequest, request: Request):
     if slots.locked():
         raise QueueFull("explain", 2.0)
     async with slots:
-        ex = await run_in_threadpool(rt.explain, body.image, body.text, body.method)
+        rt.check_texts([body.text], "text")
+        image = await rt.decode(rt.resolver.image, body.image, "image")
+        ex = await run_in_threadpool(rt.explain, image, body.text, body.method)
         png = await run_in_threadpool(lambda: png_bytes(overlay(ex.view, ex.grid, body.alpha)))
     return JSONResponse(
         {
@@ -295,12 +414,15 @@ async def live():
     responses={503: {"model": S.Health, "description": "loading or failed"}},
 )
 async def ready(request: Request):
-    """200 once the model is loaded and warmed; 503 while loading or after a failed load."""
+    """200 once the model is loaded and warmed and both batch workers run; 503 while loading,
+    after a failed load (the process then exits non-zero) or when a batch worker died."""
     rt: Runtime = request.app.state.runtime
-    if rt.ready:
+    if rt.healthy:
         return {"status": "ok"}
-    status = "error" if rt.error else "loading"
-    return JSONResponse({"status": status, "detail": rt.error}, status_code=503)
+    if rt.error or rt.ready:
+        detail = rt.error or "a batch worker is not running"
+        return JSONResponse({"status": "error", "detail": detail}, status_code=503)
+    return JSONResponse({"status": "loading", "detail": None}, status_code=503)
 
 
 @ops.get(

@@ -1,25 +1,33 @@
 """The loaded model behind the service: encoder, batchers, classifier cache, searcher, explainer.
 
 Everything that runs the model goes through the single encoding engine
-(:class:`biomedclip.embedding.Encoder`): the batchers call ``encode_tokens`` / ``encode_pixels``,
-zero-shot weights come from ``Encoder.classifier``. Forward passes are serialised by one lock.
+(:class:`biomedclip.embedding.Encoder`): the batchers call ``encode_tokens`` / ``encode_pixels``;
+zero-shot prompts go through the text batcher too (so a classifier of many prompts is chunked
+into passes of ``max_batch_size`` rows, under the request deadline) and the weights are cached.
+Forward passes are serialised by one lock. Images are decoded in a pool of
+``max_concurrent_decodes`` threads, which bounds the decoded pixels in flight.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from biomedclip.errors import InputError
 from biomedclip.serve.batching import DynamicBatcher
 from biomedclip.serve.config import ServeSettings
 from biomedclip.serve.inputs import ImageResolver
+from biomedclip.serve.limits import PayloadTooLarge
 from biomedclip.serve.metrics import Metrics
 
 log = logging.getLogger("biomedclip.serve")
@@ -27,14 +35,20 @@ CLASSIFIER_CACHE = 64
 
 
 class Runtime:
-    """Created at start-up; :meth:`load` (blocking, in a thread) makes it ready."""
+    """Created at start-up; :meth:`load` (blocking, in a thread) makes it ready.
+
+    ``on_fatal`` (set by :func:`biomedclip.serve.app.serve`) is called when loading fails: the
+    process then exits non-zero instead of answering 503 forever.
+    """
 
     def __init__(self, settings: ServeSettings, metrics: Metrics):
         self.settings, self.metrics = settings, metrics
         self.compute_lock = threading.Lock()
         self.resolver = ImageResolver(settings.allow_files, settings.max_pixels)
+        self.decoders = ThreadPoolExecutor(settings.max_concurrent_decodes, "decode")
         self.ready = False
         self.error: str | None = None
+        self.on_fatal: Callable[[str], None] | None = None
         self.model = self.encoder = self.tokenizer = self.preprocess = None
         self.text = self.image = None
         self.searcher = self.explainer = None
@@ -46,9 +60,11 @@ class Runtime:
     def load(self) -> None:
         try:
             self._load()
-        except Exception as e:  # noqa: BLE001 - reported by /health/ready, the process stays up
+        except Exception as e:  # noqa: BLE001 - /health/ready reports it; serve() exits non-zero
             log.exception("model load failed")
             self.error = f"{type(e).__name__}: {e}"
+            if self.on_fatal is not None:
+                self.on_fatal(self.error)
 
     def _load(self) -> None:
         import biomedclip
@@ -69,7 +85,9 @@ class Runtime:
         if s.index:
             from biomedclip.index import Searcher, VectorIndex
 
-            self.searcher = Searcher(self.encoder, VectorIndex.open(s.index))
+            index = VectorIndex.open(s.index)
+            index.metadata()  # a corrupt index fails the load (exit 1), not every search (500)
+            self.searcher = Searcher(self.encoder, index)
         self.explainer = Explainer(model, preprocess, tokenizer)
         common = dict(
             max_batch_size=s.max_batch_size,
@@ -90,26 +108,33 @@ class Runtime:
         self.ready = True
         log.info("model %s loaded and warm in %.1f s", s.model, seconds)
 
+    @property
+    def healthy(self) -> bool:
+        """Loaded, and both batch workers alive (what /health/ready reports)."""
+        return (
+            self.ready
+            and self.text is not None
+            and self.image is not None
+            and self.text.alive
+            and self.image.alive
+        )
+
     def stop(self) -> None:
-        """Finish queued rows, then stop the batch workers."""
+        """Finish queued rows, then stop the batch workers and the decoders."""
         for b in (self.text, self.image):
             if b is not None:
                 b.stop()
+        self.decoders.shutdown(wait=False, cancel_futures=True)
 
     # ---- forward passes (batch worker threads) ----------------------------------------------
     def _run_text(self, rows: Sequence[list[int]]) -> np.ndarray:
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.tokenizer.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-            mask[i, : len(r)] = 1
+        ids, mask = self.tokenizer.pad(rows)
         return self.encoder.encode_tokens(ids, mask).float().cpu().numpy()
 
     def _run_image(self, rows: Sequence[torch.Tensor]) -> np.ndarray:
         return self.encoder.encode_pixels(torch.stack(list(rows))).float().cpu().numpy()
 
-    # ---- request helpers (called from request threads / the event loop) ---------------------
+    # ---- request helpers (request threads / the event loop) ---------------------
     @property
     def dim(self) -> int:
         return int(self.model.config.embed_dim)
@@ -118,43 +143,116 @@ class Runtime:
     def context_length(self) -> int:
         return int(self.tokenizer.context_length)
 
-    def check_texts(self, texts: Sequence[str], name: str = "input") -> None:
-        limit = self.settings.max_text_chars
-        for i, t in enumerate(texts):
+    def check_texts(
+        self,
+        texts: Sequence[str],
+        name: str = "input",
+        limit: int | None = None,
+        positions: Sequence[int] | None = None,
+    ):
+        """Empty texts are 400, too long ones 413; errors say ``name[position]``."""
+        limit = limit or self.settings.max_text_chars
+        for i, t in zip(positions or range(len(texts)), texts):
             if not t.strip():
                 raise InputError(f"{name}[{i}]: the text is empty")
             if len(t) > limit:
-                raise InputError(f"{name}[{i}]: {len(t)} characters exceeds the limit of {limit}")
+                raise PayloadTooLarge(
+                    f"{name}[{i}]: {len(t)} characters exceeds the limit of {limit}"
+                )
 
-    def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], int, list[int]]:
+    def tokenize(
+        self, texts: Sequence[str], name: str = "input"
+    ) -> tuple[list[list[int]], int, list[int]]:
         """Token rows (truncated at the context length), the token count, truncated indices."""
-        self.check_texts(texts)
+        self.check_texts(texts, name)
         batch = self.tokenizer(list(texts), warn=False)
         rows = [batch.input_ids[i, :n].tolist() for i, n in enumerate(batch.lengths)]
         truncated = [i for i, t in enumerate(batch.truncated) if t]
         return rows, int(sum(batch.lengths)), truncated
 
-    def pixels(self, refs: Sequence[str], name: str = "input") -> list[torch.Tensor]:
-        """Decode and preprocess images; the first bad one raises an error naming it."""
-        return [self.preprocess(self.resolver.image(r, f"{name}[{i}]")) for i, r in enumerate(refs)]
+    def _pixels(self, ref: str | Path, name: str) -> torch.Tensor:
+        return self.preprocess(self.resolver.image(ref, name))
 
-    def classifier(self, labels: tuple[str, ...], templates) -> torch.Tensor:
-        """Zero-shot weights ``[C, D]`` (an LRU cache: the same label sets come back)."""
-        key = (labels, templates if isinstance(templates, (str, type(None))) else tuple(templates))
+    async def decode(self, fn, *args):
+        """Run a decode in the bounded decode pool (a cancelled waiter leaves the pool's queue;
+        a decode already running finishes in its slot)."""
+        return await asyncio.wrap_future(self.decoders.submit(fn, *args))
+
+    async def pixels(self, refs: Sequence[str | Path], name: str = "input") -> list[torch.Tensor]:
+        """Decode and preprocess images in the decode pool; the first bad one raises."""
+        names = [f"{name}[{i}]" for i in range(len(refs))]
+        tasks = [
+            asyncio.ensure_future(self.decode(self._pixels, r, n)) for r, n in zip(refs, names)
+        ]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            raise
+
+    def prompts(self, labels: Sequence[str], templates) -> tuple[tuple[str, ...], list[str]]:
+        """The templates (checked: count x labels, length, one ``{}``) and the prompts."""
+        from biomedclip.prompts import resolve_templates
+
+        s = self.settings
+        if isinstance(templates, list) and len(templates) * len(labels) > s.max_prompts:
+            raise PayloadTooLarge(
+                f"{len(labels)} labels x {len(templates)} templates = "
+                f"{len(labels) * len(templates)} prompts: the limit is {s.max_prompts}"
+            )
+        if isinstance(templates, str) and len(templates) > s.max_template_chars:
+            raise PayloadTooLarge(
+                f"templates: {len(templates)} characters exceeds the limit of "
+                f"{s.max_template_chars}"
+            )
+        temps = resolve_templates(templates)
+        if len(temps) * len(labels) > s.max_prompts:
+            raise PayloadTooLarge(
+                f"{len(labels)} labels x {len(temps)} templates = {len(labels) * len(temps)} "
+                f"prompts: the limit is {s.max_prompts}"
+            )
+        self.check_texts(temps, "templates", s.max_template_chars)
+        out = []
+        for t in temps:
+            try:
+                out.extend(t.format(label) for label in labels)
+            except (IndexError, KeyError, ValueError) as e:
+                raise InputError(f"template {t[:80]!r}: use exactly one '{{}}' ({e})") from e
+        # label-major order, as Encoder.classifier
+        prompts = [out[j * len(labels) + i] for i in range(len(labels)) for j in range(len(temps))]
+        return temps, prompts
+
+    async def classifier(self, labels: tuple[str, ...], templates) -> torch.Tensor:
+        """Zero-shot weights ``[C, D]`` (as :meth:`Encoder.classifier`: per label the mean of its
+        unit prompt embeddings, renormalised), the prompts chunked through the text batcher;
+        an LRU cache keeps the label sets that come back."""
+        temps, prompts = self.prompts(labels, templates)
+        key = (labels, temps)
         with self._cache_lock:
             if key in self._classifiers:
                 self._classifiers.move_to_end(key)
                 return self._classifiers[key]
-        with self.compute_lock:
-            weights = torch.as_tensor(self.encoder.classifier(list(labels), templates)).float()
+        rows, _, _ = await asyncio.get_running_loop().run_in_executor(
+            None, self.tokenize, prompts, "prompts"
+        )
+        step = self.settings.max_batch_size  # chunks: never more than one pass in the queue
+        parts = [
+            await self.text.run(rows[i : i + step], self.settings.request_timeout_s)
+            for i in range(0, len(rows), step)
+        ]
+        emb = (
+            torch.from_numpy(np.concatenate(parts)).reshape(len(labels), len(temps), -1).mean(dim=1)
+        )
+        weights = F.normalize(emb, dim=-1)
         with self._cache_lock:
             self._classifiers[key] = weights
             while len(self._classifiers) > CLASSIFIER_CACHE:
                 self._classifiers.popitem(last=False)
         return weights
 
-    def explain(self, image_ref: str, text: str, method: str):
+    def explain(self, image, text: str, method: str):
+        """A heatmap of a decoded image (decode it with :meth:`decode` first)."""
         self.check_texts([text], "text")
-        image = self.resolver.image(image_ref, "image")
         with self.compute_lock:
             return self.explainer.explain(image, [text], [method])[0]

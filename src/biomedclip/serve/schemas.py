@@ -30,10 +30,14 @@ class ErrorBody(BaseModel):
 
 # ---- embeddings (OpenAI shape) ---------------------------------------------------------------
 class EmbeddingsRequest(Strict):
-    input: str | list[str] = Field(description="texts, or images (data URIs) with modality=image")
+    input: str | list[str] = Field(
+        description="texts and/or images (data URIs, bare base64 of an image file, allowed paths)"
+    )
     model: str | None = Field(None, description="ignored beyond a check: one model per server")
     modality: Literal["text", "image"] | None = Field(
-        None, description="default: image when every input is a data:/file:// URI, else text"
+        None,
+        description="all inputs are of this kind; default: each input recognised on its own "
+        "(data:/file:// URIs, allowed paths and base64 with an image signature are images)",
     )
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(
@@ -45,7 +49,8 @@ class EmbeddingsRequest(Strict):
 class Embedding(BaseModel):
     object: Literal["embedding"] = "embedding"
     index: int
-    embedding: list[float] | str
+    embedding: list[float] | str = Field(description="floats, or base64 of little-endian float32")
+    modality: Literal["text", "image"]
 
 
 class Usage(BaseModel):
@@ -58,7 +63,7 @@ class EmbeddingsResponse(BaseModel):
     data: list[Embedding]
     model: str
     usage: Usage
-    modality: Literal["text", "image"]
+    modality: Literal["text", "image", "mixed"]
     truncated: list[int] = Field(
         default_factory=list, description="indices of texts cut at the context length"
     )
@@ -103,6 +108,9 @@ class SearchHit(BaseModel):
     path: str | None = None
     caption: str | None = None
     has_image: bool = False
+    thumbnail: str | None = Field(
+        None, description="thumbnail URL (signed for 10 minutes when the server has an API key)"
+    )
 
 
 class SearchResponse(BaseModel):

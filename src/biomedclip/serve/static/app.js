@@ -172,9 +172,10 @@ $("classify-btn").addEventListener("click", classify);
 })();
 
 // ---- search -----------------------------------------------------------------------------------
-function thumbURL(row) {
-  const key = apiKey();
-  return "/v1/items/" + row + "/thumbnail" + (key ? "?api_key=" + encodeURIComponent(key) : "");
+// the server signs thumbnail URLs (short-lived) when it has an API key: the key never goes
+// into a URL
+function thumbURL(hit) {
+  return hit.thumbnail || "/v1/items/" + hit.row + "/thumbnail";
 }
 
 function renderHits(hits) {
@@ -186,7 +187,7 @@ function renderHits(hits) {
     b.type = "button";
     if (h.has_image) {
       const img = document.createElement("img");
-      img.src = thumbURL(h.row);
+      img.src = thumbURL(h);
       img.alt = h.caption || h.id;
       img.loading = "lazy";
       b.appendChild(img);
