@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from biomedclip.cli.common import add_json_flag, print_json
+from biomedclip.cli.common import add_json_flag
 
 DESCRIPTION = """\
 Train or fine-tune BiomedCLIP with the contrastive (CLIP) loss. CONFIG is a YAML or TOML file with
@@ -46,39 +45,10 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _log_progress_to_stderr() -> None:
-    """Training progress (INFO records of ``biomedclip.train``) as plain lines on stderr."""
-    import logging
-
-    logger = logging.getLogger("biomedclip.train")
-    if not any(getattr(h, "_biomedclip_train", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler._biomedclip_train = True
-        logger.addHandler(handler)
-    logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
-    logger.propagate = False
-
-
 def run(args: argparse.Namespace) -> int:
+    from biomedclip.cli.training_run import contrastive_summary_line, run_training_config
     from biomedclip.train.config import load_config
 
-    cfg = load_config(args.config, args.overrides)
-    if args.print_config:
-        print_json(cfg.to_dict())
-        return 0
-    from biomedclip.train.trainer import train
-
-    _log_progress_to_stderr()
-    summary = train(cfg)
-    if "final_model" not in summary:  # not rank 0 of a torchrun job
-        return 0
-    if args.json:
-        print_json(summary)
-    else:
-        loss, speed = summary["final_loss"], summary["samples_per_s"] or 0.0
-        print(
-            f"trained {summary['steps']} steps: final loss {loss:.4f}, {speed:.1f} samples/s; "
-            f"model in {summary['final_model']}"
-        )
-    return 0
+    return run_training_config(
+        args, load_config, "biomedclip.train.trainer:train", contrastive_summary_line
+    )

@@ -105,29 +105,12 @@ def register(subparsers) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from biomedclip.cli.training_run import run_training_config, vqa_summary_line
     from biomedclip.vqa.config import load_vqa_config
 
-    cfg = load_vqa_config(args.config, args.overrides)
-    if args.print_config:
-        print_json(cfg.to_dict())
-        return 0
-    from biomedclip.cli.train import _log_progress_to_stderr
-    from biomedclip.vqa.trainer import train_vqa
-
-    _log_progress_to_stderr()
-    summary = train_vqa(cfg)
-    if "final_model" not in summary:  # not rank 0 of a torchrun job
-        return 0
-    if args.json:
-        print_json(summary)
-    else:
-        closed, opened = summary.get("test_closed_accuracy"), summary.get("test_open_accuracy")
-        scores = "" if closed is None else f"; test closed {closed:.3f} / open {opened:.3f}"
-        print(
-            f"trained {summary['steps']} steps: final loss {summary['final_loss']:.4f}{scores}; "
-            f"model in {summary['final_model']}"
-        )
-    return 0
+    return run_training_config(
+        args, load_vqa_config, "biomedclip.vqa.trainer:train_vqa", vqa_summary_line
+    )
 
 
 def run_eval(args: argparse.Namespace) -> int:

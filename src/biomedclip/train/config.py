@@ -1,4 +1,5 @@
-"""Typed training configuration, read from YAML or TOML, with ``--set key=value`` overrides.
+"""Typed training configuration, read from YAML or TOML, with ``--set key=value`` overrides
+(through :func:`biomedclip.train.config_files.load_typed_config`, shared with ``vqa train``).
 
 Sections: ``model`` (initialisation, tokenizer, lock/LoRA, memory options), ``data``, ``optim``
 (AdamW + schedule), ``train`` (batch, steps, precision, loss), ``output`` (checkpoints, logs, eval).
@@ -9,18 +10,18 @@ Sections: ``model`` (initialisation, tokenizer, lock/LoRA, memory options), ``da
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import tomllib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from biomedclip.errors import ConfigError
+from biomedclip.train.config_files import (
+    RunConfig,
+    RunOutputSection,
+    check_run_config,
+    load_typed_config,
+    typed_config_from_dict,
+)
 
 
 @dataclass
@@ -123,125 +124,32 @@ class TrainSection:
 
 
 @dataclass
-class OutputSection:
-    dir: str = "runs/biomedclip"
-    save_every: int = 1000
-    keep_last: int = 3
-    resume: str = "auto"  # "auto" (latest checkpoint in dir), "none", or a checkpoint directory
-    log_every: int = 10
-    eval_every: int = 0  # 0: only at the end (when data.val is set)
-    tensorboard: bool = True
+class OutputSection(RunOutputSection):
+    """Checkpoints, logs and evaluation (``eval_every`` 0: only at the end, when data.val is set)."""
+
     zeroshot_labels: list[str] | None = None  # optional zero-shot check on the val set's labels
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(RunConfig):
+    """``biomedclip train``'s config."""
+
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     optim: OptimSection = field(default_factory=OptimSection)
     train: TrainSection = field(default_factory=TrainSection)
     output: OutputSection = field(default_factory=OutputSection)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-# ---- construction from dicts ---------------------------------------------------------------
-
-
-def _convert(value: Any, tp: Any, where: str) -> Any:
-    """Check / coerce ``value`` to the annotated type ``tp``."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None:
-            if type(None) in args:
-                return None
-            raise ConfigError(f"{where}: must not be null")
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(value, arg, where)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
-    if tp is Any:
-        return value
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a section (mapping), got {value!r}")
-        return _build(tp, value, where)
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        args = typing.get_args(tp)
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(value) != len(args):
-                raise ConfigError(f"{where}: expected {len(args)} values, got {list(value)!r}")
-            return tuple(
-                _convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args))
-            )
-        inner = args[0] if args else Any
-        out = [_convert(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
-        return tuple(out) if origin is tuple else out
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
-    return value
-
-
-def _build(cls: type, data: dict[str, Any], where: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        prefix = f"{where}." if where else ""
-        raise ConfigError(
-            f"unknown config key(s) {', '.join(prefix + k for k in unknown)} "
-            f"(known in {where or 'top level'}: {', '.join(sorted(names))})"
-        )
-    kwargs = {k: _convert(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
-    return cls(**kwargs)
-
-
-def config_from_dict(data: dict[str, Any]) -> TrainConfig:
-    cfg = _build(TrainConfig, data)
-    validate(cfg)
-    return cfg
-
 
 def validate(cfg: TrainConfig) -> None:
-    choices = {
-        "model.init": (cfg.model.init, ("pretrained", "towers", "scratch")),
-        "model.preset": (cfg.model.preset, ("biomedclip", "tiny")),
-        "data.format": (cfg.data.format, ("auto", "wds", "csv", "parquet")),
-        "optim.schedule": (cfg.optim.schedule, ("cosine", "linear", "constant")),
-        "train.precision": (cfg.train.precision, ("fp32", "bf16", "fp16")),
-    }
-    for key, (value, allowed) in choices.items():
-        if value not in allowed:
-            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+    check_run_config(
+        cfg,
+        {
+            "model.init": ("pretrained", "towers", "scratch"),
+            "model.preset": ("biomedclip", "tiny"),
+            "data.format": ("auto", "wds", "csv", "parquet"),
+        },
+    )
     if cfg.model.init == "pretrained" and not cfg.model.source:
         raise ConfigError("model.init = 'pretrained' needs model.source (a hub id, dir or file)")
     if cfg.train.global_batch_size < 2:
@@ -250,94 +158,15 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError("train.micro_batch_size must be >= 1")
     if not (cfg.train.max_logit_scale > 0):
         raise ConfigError("train.max_logit_scale must be > 0")
-    if cfg.output.keep_last < 1:
-        raise ConfigError("output.keep_last must be >= 1")
     for tower in cfg.model.lora.towers:
         if tower not in ("image", "text"):
             raise ConfigError(f"model.lora.towers: {tower!r} is not 'image' or 'text'")
 
 
-# ---- files and overrides -------------------------------------------------------------------
-
-
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """A YAML (``.yaml``/``.yml``) or TOML (``.toml``) file as a dict."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as e:
-        raise ConfigError(f"{path}: config file not found") from e
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read config ({e})") from e
-    try:
-        if path.suffix == ".toml":
-            data = tomllib.loads(text)
-        else:
-            data = yaml.safe_load(text)
-    except (yaml.YAMLError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"{path}: invalid {path.suffix.lstrip('.') or 'YAML'} ({e})") from e
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the config must be a mapping of sections")
-    return data
-
-
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """``"optim.lr=1e-4"`` -> ``(["optim", "lr"], 0.0001)``; the value is parsed as YAML."""
-    if "=" not in item:
-        raise ConfigError(f"--set {item!r}: expected key=value (e.g. optim.lr=1e-4)")
-    key, raw = item.split("=", 1)
-    parts = [p for p in key.strip().split(".") if p]
-    if not parts:
-        raise ConfigError(f"--set {item!r}: empty key")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    if isinstance(value, str) and _looks_like_float(value):
-        value = float(value)  # YAML 1.1 reads "1e-4" as a string
-    return parts, value
-
-
-def _looks_like_float(s: str) -> bool:
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return any(c.isdigit() for c in s) and s.strip().lower() not in ("nan", "inf", "-inf")
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    data = json.loads(json.dumps(data))  # deep copy
-    for item in overrides:
-        parts, value = parse_override(item)
-        node = data
-        for p in parts[:-1]:
-            child = node.setdefault(p, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {item!r}: {p!r} is not a section")
-            node = child
-        node[parts[-1]] = value
-    return data
-
-
-def _fix_floats(data: Any) -> Any:
-    """YAML 1.1 reads ``5e-4`` (no dot) as a string: turn such strings into floats."""
-    if isinstance(data, dict):
-        return {k: _fix_floats(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_fix_floats(v) for v in data]
-    if isinstance(data, str) and _looks_like_float(data) and ("e" in data.lower()):
-        return float(data)
-    return data
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    return typed_config_from_dict(TrainConfig, data, validate)
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
     """The config in ``path`` (YAML/TOML; None: defaults) with ``key=value`` overrides applied."""
-    data = read_config_file(path) if path is not None else {}
-    data = apply_overrides(_fix_floats(data), overrides or [])
-    try:
-        return config_from_dict(data)
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}" if path else str(e)) from e
+    return load_typed_config(TrainConfig, path, overrides, validate)

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from biomedclip.imaging import load_image
-from biomedclip.train.data import sample_seed, seeded_transform
+from biomedclip.train.sources import sample_seed, seeded_transform
 from biomedclip.vqa.data import QAItem
 
 

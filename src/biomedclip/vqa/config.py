@@ -9,13 +9,18 @@ fusion x5, linear decay after a 10 % warm-up, batch 64, binary cross-entropy ove
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from biomedclip.errors import ConfigError
-from biomedclip.train.config import _build, _fix_floats, apply_overrides, read_config_file
+from biomedclip.train.config_files import (
+    RunConfig,
+    RunOutputSection,
+    check_run_config,
+    load_typed_config,
+    typed_config_from_dict,
+)
 
 TUNE_MODES = ("frozen", "partial", "full")
 
@@ -85,43 +90,38 @@ class VQATrainSection:
 
 
 @dataclass
-class VQAOutputSection:
+class VQAOutputSection(RunOutputSection):
+    """Checkpoints and logs (``eval_every`` 0: evaluate the test split only at the end)."""
+
     dir: str = "runs/vqa"
     save_every: int = 200
     keep_last: int = 2
-    resume: str = "auto"  # auto | none | a checkpoint directory
-    log_every: int = 10
-    eval_every: int = 0  # 0: evaluate the test split only at the end
-    tensorboard: bool = True
     feature_cache: str | None = None  # default: <dir>/feature_cache
 
 
 @dataclass
-class VQAConfig:
+class VQAConfig(RunConfig):
+    """``biomedclip vqa train``'s config."""
+
     model: VQAModelSection = field(default_factory=VQAModelSection)
     data: VQADataSection = field(default_factory=VQADataSection)
     optim: VQAOptimSection = field(default_factory=VQAOptimSection)
     train: VQATrainSection = field(default_factory=VQATrainSection)
     output: VQAOutputSection = field(default_factory=VQAOutputSection)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 def validate(cfg: VQAConfig) -> None:
-    choices = {
-        "model.image": (cfg.model.image, TUNE_MODES),
-        "model.text": (cfg.model.text, TUNE_MODES),
-        "model.preset": (cfg.model.preset, ("biomedclip", "tiny")),
-        "data.dataset": (cfg.data.dataset, ("vqa_rad", "slake", "files")),
-        "data.vocabulary": (cfg.data.vocabulary, ("train", "closed-world")),
-        "optim.schedule": (cfg.optim.schedule, ("linear", "cosine", "constant")),
-        "optim.loss": (cfg.optim.loss, ("bce", "ce")),
-        "train.precision": (cfg.train.precision, ("fp32", "bf16", "fp16")),
-    }
-    for key, (value, allowed) in choices.items():
-        if value not in allowed:
-            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+    check_run_config(
+        cfg,
+        {
+            "model.image": TUNE_MODES,
+            "model.text": TUNE_MODES,
+            "model.preset": ("biomedclip", "tiny"),
+            "data.dataset": ("vqa_rad", "slake", "files"),
+            "data.vocabulary": ("train", "closed-world"),
+            "optim.loss": ("bce", "ce"),
+        },
+    )
     f = cfg.model.fusion
     if f.layers < 1 or f.hidden % f.heads:
         raise ConfigError("model.fusion: layers >= 1 and hidden divisible by heads are needed")
@@ -129,21 +129,12 @@ def validate(cfg: VQAConfig) -> None:
         raise ConfigError("train.global_batch_size must be >= 1")
     if not cfg.train.steps and not cfg.train.epochs:
         raise ConfigError("set train.steps or train.epochs")
-    if cfg.output.keep_last < 1:
-        raise ConfigError("output.keep_last must be >= 1")
 
 
 def config_from_dict(data: dict[str, Any]) -> VQAConfig:
-    cfg = _build(VQAConfig, data)
-    validate(cfg)
-    return cfg
+    return typed_config_from_dict(VQAConfig, data, validate)
 
 
 def load_vqa_config(path: str | Path | None, overrides: list[str] | None = None) -> VQAConfig:
     """The VQA config in ``path`` (YAML/TOML; None: defaults) with ``key=value`` overrides."""
-    data = read_config_file(path) if path is not None else {}
-    data = apply_overrides(_fix_floats(data), overrides or [])
-    try:
-        return config_from_dict(data)
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}" if path else str(e)) from e
+    return load_typed_config(VQAConfig, path, overrides, validate)
