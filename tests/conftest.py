@@ -124,3 +124,55 @@ def tiny_model_dir(tmp_path_factory, tiny_tokenizer) -> Path:
     out = tmp_path_factory.mktemp("tiny_model")
     model.save_pretrained(out, tokenizer=tiny_tokenizer)
     return out
+
+
+# ---- one tiny model trained on the drawn shapes, shared by the train / eval / explain tests -----
+
+SHAPES_STEPS = 800
+SHAPES_EVERY = 200  # a checkpoint and the trainer's own validation every 200 steps
+SHAPES_N_VAL = 240
+
+
+@pytest.fixture(scope="session")
+def shapes_run(tmp_path_factory) -> dict:
+    """configs/tiny_cpu.yaml as shipped (800 steps on 16,000 drawings, ~1.5 min on 2 cores) with
+    240 validation drawings, trained ONCE per test session through `biomedclip train` and shared
+    by the train, eval and explain tests.
+
+    Keys: ``dir`` (the run directory), ``model`` (its exported ``final`` directory), ``summary``
+    (summary.json: the trainer's own validation at the end), ``metrics`` (metrics.jsonl records),
+    ``val`` (the validation shards the trainer evaluated on), ``checkpoints`` (step -> the step's
+    checkpoint, a model directory: steps 200, 400, 600, 800) and ``evals`` (step -> the trainer's
+    validation record of that step). Tests that need a model short of the ceiling take an early
+    checkpoint."""
+    import json
+
+    import yaml
+
+    from tests.train.conftest import read_metrics, run_cli, write_config
+
+    tmp = tmp_path_factory.mktemp("shapes_run")
+    cfg = yaml.safe_load((ROOT / "configs" / "tiny_cpu.yaml").read_text())
+    assert cfg["train"]["steps"] == SHAPES_STEPS, "configs/tiny_cpu.yaml changed: check the bars"
+    cfg["data"]["shapes"]["n_val"] = SHAPES_N_VAL
+    steps = range(SHAPES_EVERY, SHAPES_STEPS + 1, SHAPES_EVERY)
+    cfg["output"].update(
+        dir=str(tmp / "run"),
+        save_every=SHAPES_EVERY,
+        eval_every=SHAPES_EVERY,
+        keep_last=len(steps),
+        tensorboard=True,
+    )
+    proc = run_cli(["train", str(write_config(tmp / "c.yaml", cfg))], timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    run = tmp / "run"
+    metrics = read_metrics(run / "metrics.jsonl")
+    return {
+        "dir": run,
+        "model": run / "final",
+        "summary": json.loads((run / "summary.json").read_text()),
+        "metrics": metrics,
+        "val": sorted((run / "shapes_data").glob("val-*.tar")),
+        "checkpoints": {s: run / "checkpoints" / f"step_{s:08d}" for s in steps},
+        "evals": {m["step"]: m for m in metrics if "val_zeroshot_accuracy" in m},
+    }

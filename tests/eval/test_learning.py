@@ -1,4 +1,5 @@
-"""The learning check: a tiny model trained on the built-in shapes, evaluated through
+"""The learning check: a tiny model trained on the built-in shapes (part-trained checkpoints of
+the session's `shapes_run`, so that there is room above zero-shot), evaluated through
 `biomedclip eval zeroshot` / `linear-probe` / `few-shot --method coop`, agrees with the trainer's
 own evaluation, and the linear probe beats zero-shot."""
 
@@ -13,6 +14,11 @@ import pytest
 from PIL import Image
 
 from biomedclip.cli.main import main
+from tests.conftest import SHAPES_N_VAL
+
+# shapes_run checkpoints: the probe needs room above zero-shot (val zero-shot at step 200: 0.642
+# AVX-512, 0.633 AVX2; at 400: 0.883 / 0.929), CoOp a model whose captions it can still improve on
+STEP, COOP_STEP = 200, 400
 
 
 def write_table(tmp_path, val_shards) -> tuple:
@@ -43,14 +49,15 @@ def write_table(tmp_path, val_shards) -> tuple:
 
 
 @pytest.mark.slow
-def test_eval_matches_trainer_and_probe_beats_zero_shot(shapes_model, tmp_path, capsys):
-    table, n_test = write_table(tmp_path, shapes_model["val"])
-    common = ["--model", str(shapes_model["model"]), "--feature-cache", str(tmp_path / "cache"),
+def test_eval_matches_trainer_and_probe_beats_zero_shot(shapes_run, tmp_path, capsys):
+    table, n_test = write_table(tmp_path, shapes_run["val"])
+    model_dir = shapes_run["checkpoints"][STEP]
+    common = ["--model", str(model_dir), "--feature-cache", str(tmp_path / "cache"),
               "--json", "--bootstrap", "200", "--workers", "0"]  # fmt: skip
     assert main(["eval", "zeroshot", str(table), "--templates", "model-card", *common]) == 0
     zs = json.loads(capsys.readouterr().out)["results"][0]
-    trainer = shapes_model["summary"]["val_zeroshot_accuracy"]
-    assert zs["n_samples"] == n_test == 240
+    trainer = shapes_run["evals"][STEP]["val_zeroshot_accuracy"]
+    assert zs["n_samples"] == n_test == SHAPES_N_VAL
     assert zs["metrics"]["acc1"] == pytest.approx(trainer, abs=1e-9)
     assert 1 / 12 + 0.1 < zs["metrics"]["acc1"] < 1.0  # it learned something, and is not perfect
 
@@ -64,9 +71,9 @@ def test_eval_matches_trainer_and_probe_beats_zero_shot(shapes_model, tmp_path, 
 
 
 @pytest.mark.slow
-def test_coop_learns_prompts_on_the_trained_model(shapes_model, tmp_path):
-    """CoOp on 8 shots per class: the loss falls and the learned prompts classify about as well as
-    the hand-written template the context starts from ('a photo of a')."""
+def test_coop_learns_prompts_on_the_trained_model(shapes_run, tmp_path):
+    """CoOp on 8 shots per class (80 steps): the loss falls and the learned prompts classify about
+    as well as the hand-written template the context starts from ('a photo of a')."""
     import biomedclip
     from biomedclip.embedding import Encoder
     from biomedclip.eval.coop import CoOpSettings, coop_few_shot
@@ -74,18 +81,19 @@ def test_coop_learns_prompts_on_the_trained_model(shapes_model, tmp_path):
     from biomedclip.eval.features import compute_features
     from biomedclip.eval.zeroshot_eval import evaluate_zeroshot
 
-    table, _ = write_table(tmp_path, shapes_model["val"])
-    model, preprocess, tokenizer = biomedclip.load(shapes_model["model"])
+    table, _ = write_table(tmp_path, shapes_run["val"])
+    model, preprocess, tokenizer = biomedclip.load(shapes_run["checkpoints"][COOP_STEP])
     enc = Encoder(model, preprocess, tokenizer)
     train = compute_features(enc, table_dataset(table, "train"), None)
     test = compute_features(enc, table_dataset(table, "test"), None)
     names = list(test.dataset.classes)
     zs = evaluate_zeroshot(enc, test, names, ("a photo of a {}",), n_resamples=0)
     [res] = coop_few_shot(model, tokenizer, train, test, names, shots=(8,), seeds=(0,),
-                          settings=CoOpSettings(steps=40, lr=2e-3), n_resamples=0)  # fmt: skip
+                          settings=CoOpSettings(steps=80, lr=2e-3), n_resamples=0)  # fmt: skip
     print(
         f"coop 8-shot {res.metrics['acc1']:.3f} vs template {zs.metrics['acc1']:.3f}; {res.settings}"
     )
-    # the trained model already fits its captions (first loss ~0.45): a modest but real drop
+    # the model already fits its captions (first loss 0.11-0.19): a modest but real drop
+    # (measured 0.030 with AVX-512, 0.021 with AVX2 kernels)
     assert res.settings["final_loss"][0] < res.settings["first_loss"][0] - 0.01
     assert res.metrics["acc1"] >= zs.metrics["acc1"] - 0.03

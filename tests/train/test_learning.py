@@ -9,52 +9,27 @@ import numpy as np
 import pytest
 
 import biomedclip
-from tests.conftest import shared_path
-from tests.train.conftest import read_metrics, run_cli, tiny_config, write_config
+from tests.conftest import SHAPES_N_VAL, shared_path
+from tests.train.conftest import run_cli, write_config
 
 
 @pytest.mark.slow
-def test_tiny_model_learns_shapes_zero_shot(tmp_path):
-    """From scratch on CPU, then zero-shot on held-out drawings with label prompts: >= 90%."""
+def test_tiny_model_learns_shapes_zero_shot(shapes_run):
+    """From scratch on CPU (configs/tiny_cpu.yaml, the session's shared `shapes_run`), then
+    zero-shot on held-out drawings with label prompts: >= 90%."""
     from biomedclip.train.shapes import COLOURS, LABELS, SHAPES, draw_sample
 
-    cfg = tiny_config(
-        tmp_path / "run",
-        "",
-        model={
-            "init": "scratch",
-            "preset": "tiny",
-            "tokenizer": "shapes",
-            "overrides": {
-                "text.bert.hidden_dropout_prob": 0.0,
-                "text.bert.attention_probs_dropout_prob": 0.0,
-            },
-        },
-        data={
-            "train": None,
-            "workers": 1,
-            "shuffle_buffer": 500,
-            "shapes": {"n_train": 16000, "n_val": 200, "samples_per_shard": 2000},
-        },
-        optim={"lr": 2e-3, "warmup_steps": 20, "weight_decay": 0.05},
-        train={"steps": 800, "global_batch_size": 64},
-        output={
-            "save_every": 800,
-            "log_every": 100,
-            "tensorboard": True,
-            "zeroshot_labels": list(LABELS),
-        },
-    )
-    proc = run_cli(["train", str(write_config(tmp_path / "c.yaml", cfg))], timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    summary = shapes_run["summary"]
     print("learning summary:", json.dumps(summary, indent=1))
-    assert (tmp_path / "run" / "tensorboard").is_dir()
-    losses = [m["loss"] for m in read_metrics(tmp_path / "run" / "metrics.jsonl") if "loss" in m]
-    assert np.mean(losses[-50:]) < np.mean(losses[:20]) - 1.0
+    assert (shapes_run["dir"] / "tensorboard").is_dir()
+    losses = [m["loss"] for m in shapes_run["metrics"] if "loss" in m]
+    assert len(losses) == summary["steps"] == 800
+    drop = np.mean(losses[:20]) - np.mean(losses[-50:])
+    print(f"loss: first 20 steps {np.mean(losses[:20]):.3f}, last 50 {np.mean(losses[-50:]):.3f}")
+    assert drop > 1.0
 
     # the trained model loads with biomedclip.load and classifies unseen drawings zero-shot
-    model, preprocess, tokenizer = biomedclip.load(str(tmp_path / "run" / "final"))
+    model, preprocess, tokenizer = biomedclip.load(str(shapes_run["model"]))
     rng = np.random.default_rng(12345)  # not the training or validation seed
     held_out = [draw_sample(rng) for _ in range(300)]
     result = biomedclip.zero_shot(model, [s.image for s in held_out], list(LABELS))
@@ -66,7 +41,7 @@ def test_tiny_model_learns_shapes_zero_shot(tmp_path):
     )
     assert accuracy >= 0.90
     assert summary["val_zeroshot_accuracy"] >= 0.85
-    assert summary["val_image_to_text_R@10"] > 10 / 200  # well above chance
+    assert summary["val_image_to_text_R@10"] > 10 / SHAPES_N_VAL  # well above chance
 
 
 @pytest.mark.slow

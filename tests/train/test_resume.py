@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 import biomedclip
 from tests.train.conftest import REPO, cli_env, read_metrics, run_cli, tiny_config, write_config
 
@@ -19,6 +21,7 @@ def _losses(records: list[dict]) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in records if "loss" in r}
 
 
+@pytest.mark.slow  # three training processes, ~40 s on 2 cores
 def test_sigkill_then_resume_matches_uninterrupted(tmp_path, shapes_data):
     # dropout, augmentation, shuffling and a dataloader worker are all active
     sections = dict(

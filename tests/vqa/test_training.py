@@ -14,30 +14,45 @@ import pytest
 from tests.train.conftest import REPO, cli_env, read_metrics, run_cli
 from tests.vqa.conftest import tiny_vqa_config, write_yaml
 
+OVERFIT_BAR = 0.95
+CHUNK, STEP_CAP = 50, 400
 
+
+@pytest.mark.slow  # 100-150 steps with a 128-wide fusion, ~1 min on 2 cores
 def test_overfit_64_questions(tmp_path, vqa_rad_dir, hub_tokenizer_dir):
+    """The fused model memorises 64 VQA-RAD questions. It trains in chunks of CHUNK steps (each
+    resumes exactly from the previous chunk's last checkpoint; constant learning rate) until its
+    training accuracy reaches the bar, at most STEP_CAP steps: the step count a CPU's kernels need
+    varies (measured at 100 steps: 0.953 with AVX-512, 0.922 with AVX2 kernels)."""
     from biomedclip.vqa.config import config_from_dict
     from biomedclip.vqa.predict import predict
     from biomedclip.vqa.trainer import VQATrainer
 
-    cfg = tiny_vqa_config(
-        tmp_path / "run",
-        vqa_rad_dir,
-        hub_tokenizer_dir,
-        model={"fusion": {"hidden": 128, "heads": 4}},
-        data={"limit_train": 64},
-        train={"steps": 100, "global_batch_size": 64},
-        optim={"lr": 3e-3, "schedule": "constant"},
-        output={"save_every": 1000, "log_every": 20},
-    )
-    trainer = VQATrainer(config_from_dict(cfg))
-    trainer.run()
-    items = trainer.splits["train"]
-    assert len(items) == 64
-    answers, failures = predict(trainer.model, trainer.tokenizer, trainer.preprocess, items)
-    acc = sum(a is not None and a.best == it.answer for a, it in zip(answers, items)) / 64
-    print(f"training accuracy on 64 VQA-RAD questions after 100 steps: {acc:.3f}")
-    assert not failures and acc >= 0.95
+    reached = []
+    for steps in range(CHUNK, STEP_CAP + 1, CHUNK):
+        cfg = tiny_vqa_config(
+            tmp_path / "run",
+            vqa_rad_dir,
+            hub_tokenizer_dir,
+            model={"fusion": {"hidden": 128, "heads": 4}},
+            data={"limit_train": 64},
+            train={"steps": steps, "global_batch_size": 64},
+            optim={"lr": 3e-3, "schedule": "constant"},
+            output={"save_every": 1000, "log_every": 25},
+        )
+        trainer = VQATrainer(config_from_dict(cfg))
+        summary = trainer.run()
+        assert summary["resumed_from_step"] == (steps - CHUNK if steps > CHUNK else None)
+        items = trainer.splits["train"]
+        assert len(items) == 64
+        answers, failures = predict(trainer.model, trainer.tokenizer, trainer.preprocess, items)
+        assert not failures
+        acc = sum(a is not None and a.best == it.answer for a, it in zip(answers, items)) / 64
+        reached.append((steps, acc))
+        if acc >= OVERFIT_BAR:
+            break
+    print(f"training accuracy on 64 VQA-RAD questions by step: {reached}")
+    assert acc >= OVERFIT_BAR, reached
 
 
 def _losses(records: list[dict]) -> dict[int, float]:
