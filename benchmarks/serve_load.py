@@ -124,8 +124,7 @@ def hostile_bodies() -> list[tuple[str, str, dict | bytes]]:
     """(name, route, JSON body or raw bytes) of the attack mix (built once, reused)."""
     import base64
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.imaging import bombs
+    import _bombs as bombs
 
     def uri(data: bytes) -> str:
         return "data:application/octet-stream;base64," + base64.b64encode(data).decode()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import tracemalloc
 
 import pytest
+from benchmarks import _bombs as bombs
 
 from biomedclip.errors import ImageTooLargeError
 from biomedclip.imaging import read_image
-from tests.imaging import bombs
 
 CAP = 10_000  # pixels
 

@@ -35,6 +35,7 @@ MODULE_EXTRAS: dict[str, tuple[str, ...]] = {
     "biomedclip.eval.retrieval_eval": (),
     "biomedclip.eval.bootstrap": (),  # NumPy only: also the VQA report's intervals
     "biomedclip.serve": ("serve",),
+    "biomedclip.serve.ray_app": ("serve", "ray"),
     "biomedclip.vqa": ("train",),  # built on the training infrastructure
 }
 # Declared distributions that are used without being imported by name (with the reason).

@@ -15,8 +15,8 @@ import time
 import httpx
 import psutil
 import pytest
+from benchmarks import _bombs as bombs
 
-from tests.imaging import bombs
 from tests.serve.conftest import data_uri, png_bytes, start_server
 
 TIMEOUT_S = 4.0

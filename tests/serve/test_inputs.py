@@ -160,8 +160,9 @@ def test_api_key_only_in_the_header_and_signed_thumbnails(tiny_model_dir, tiny_i
 
 
 def test_service_pixel_cap_defaults_to_one_replicas_memory(http):
+    from benchmarks import _bombs as bombs
+
     from biomedclip.serve import ServeSettings
-    from tests.imaging import bombs
 
     assert ServeSettings().max_pixels == 4096 * 4096
     volume = bombs.nifti_gz_bomb(shape=(1024, 1024, 64))  # 64 M voxels from ~70 KB
