@@ -16,6 +16,7 @@ from typing import Any
 
 from biomedclip.errors import ConfigError
 from biomedclip.train.config import _build, _fix_floats, apply_overrides, read_config_file
+from biomedclip.vqa.data import DATASETS
 
 TUNE_MODES = ("frozen", "partial", "full")
 
@@ -48,7 +49,7 @@ class VQAModelSection:
 
 @dataclass
 class VQADataSection:
-    dataset: str = "vqa_rad"  # vqa_rad | slake | files
+    dataset: str = "vqa_rad"  # vqa_rad | vqa_rad_hf | slake | pathvqa | files
     root: str | None = None  # dataset folder (files: base of relative image paths)
     train: str | None = None  # question files (dataset "files")
     val: str | None = None
@@ -113,7 +114,7 @@ def validate(cfg: VQAConfig) -> None:
         "model.image": (cfg.model.image, TUNE_MODES),
         "model.text": (cfg.model.text, TUNE_MODES),
         "model.preset": (cfg.model.preset, ("biomedclip", "tiny")),
-        "data.dataset": (cfg.data.dataset, ("vqa_rad", "slake", "files")),
+        "data.dataset": (cfg.data.dataset, DATASETS),
         "data.vocabulary": (cfg.data.vocabulary, ("train", "closed-world")),
         "optim.schedule": (cfg.optim.schedule, ("linear", "cosine", "constant")),
         "optim.loss": (cfg.optim.loss, ("bce", "ce")),
