@@ -64,9 +64,10 @@ def test_eval_matches_trainer_and_probe_beats_zero_shot(shapes_model, tmp_path, 
 
 
 @pytest.mark.slow
-def test_coop_learns_prompts_on_the_trained_model(shapes_model, tmp_path):
-    """CoOp on 8 shots per class: the loss falls and the learned prompts classify about as well as
-    the hand-written template the context starts from ('a photo of a')."""
+def test_coop_beats_zero_shot_on_the_trained_model(shapes_model, tmp_path):
+    """CoOp as published (16 context vectors, SGD + cosine decay, CoOp's 200 epochs at 16 shots,
+    best validation epoch) on 16 shots per class beats the hand-written zero-shot prompt by a
+    clear margin. The bar has room measured on both AVX-512 and AVX2 kernels (see MARGIN)."""
     import biomedclip
     from biomedclip.embedding import Encoder
     from biomedclip.eval.coop import CoOpSettings, coop_few_shot
@@ -77,15 +78,20 @@ def test_coop_learns_prompts_on_the_trained_model(shapes_model, tmp_path):
     table, _ = write_table(tmp_path, shapes_model["val"])
     model, preprocess, tokenizer = biomedclip.load(shapes_model["model"])
     enc = Encoder(model, preprocess, tokenizer)
-    train = compute_features(enc, table_dataset(table, "train"), None)
-    test = compute_features(enc, table_dataset(table, "test"), None)
+    train, val, test = (compute_features(enc, table_dataset(table, s), None)
+                        for s in ("train", "val", "test"))  # fmt: skip
     names = list(test.dataset.classes)
     zs = evaluate_zeroshot(enc, test, names, ("a photo of a {}",), n_resamples=0)
-    [res] = coop_few_shot(model, tokenizer, train, test, names, shots=(8,), seeds=(0,),
-                          settings=CoOpSettings(steps=40, lr=2e-3), n_resamples=0)  # fmt: skip
-    print(
-        f"coop 8-shot {res.metrics['acc1']:.3f} vs template {zs.metrics['acc1']:.3f}; {res.settings}"
-    )
-    # the trained model already fits its captions (first loss ~0.45): a modest but real drop
-    assert res.settings["final_loss"][0] < res.settings["first_loss"][0] - 0.01
-    assert res.metrics["acc1"] >= zs.metrics["acc1"] - 0.03
+    [res] = coop_few_shot(model, tokenizer, train, test, names, shots=(16,), seeds=(0,),
+                          settings=CoOpSettings(), n_resamples=0, val=val)  # fmt: skip
+    st = res.settings
+    print(f"coop 16-shot {res.metrics['acc1']:.3f} vs zero-shot {zs.metrics['acc1']:.3f}; "
+          f"epochs {st['epochs']}, steps {st['steps']}, best epoch {st['best_epoch']}, "
+          f"loss {st['first_loss'][0]:.3f} -> {st['final_loss'][0]:.3f}")  # fmt: skip
+    assert st["n_ctx"] == 16 and st["epochs"] == [200] and st["selection"].startswith("best val")
+    assert st["final_loss"][0] < st["first_loss"][0]
+    assert res.metrics["acc1"] >= zs.metrics["acc1"] + MARGIN
+
+
+# CoOp's accuracy minus zero-shot's, measured on this test: see the module's record below
+MARGIN = 0.05

@@ -28,7 +28,7 @@ examples:
   biomedclip eval zeroshot my_folder/ --classnames names.txt --templates paper
   biomedclip eval linear-probe pcam --data-root data/ --fractions 0.01,0.1,1
   biomedclip eval few-shot lc25000_colon --data-root data/ --shots 1,2,4,8,16 --seeds 0,1,2
-  biomedclip eval few-shot lc25000_lung --data-root data/ --method coop --coop-steps 100
+  biomedclip eval few-shot lc25000_lung --data-root data/ --method coop --coop-epochs 50
   biomedclip eval retrieval pairs.csv --out report/
   biomedclip eval reproduce --data-root data/ --out report/ --tasks zeroshot,linear-probe
   biomedclip eval reproduce --data-root data/ --models hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224,open_clip:ViT-B-16@openai,hf:google/siglip-base-patch16-224
@@ -109,10 +109,11 @@ def _register_few_shot(sub) -> None:
     )
     p.add_argument("--seeds", type=_ints, default=[0, 1, 2], help="seeds (default: 0,1,2)")
     p.add_argument("--method", choices=["linear-probe", "coop", "both"], default="linear-probe")
-    p.add_argument(
-        "--coop-steps", type=int, default=100, help="CoOp optimisation steps (default: 100)"
-    )
-    p.add_argument("--coop-ctx", type=int, default=4, help="CoOp context vectors (default: 4)")
+    p.add_argument("--coop-epochs", type=int, default=None,
+                   help="CoOp epochs (default: CoOp's by shot count: 50 at 1-2, 100 at 4-8, 200 at 16)")  # fmt: skip
+    p.add_argument("--coop-ctx", type=int, default=16, help="CoOp context vectors (default: 16)")
+    p.add_argument("--coop-class-specific", action="store_true",
+                   help="CoOp: one context per class (CSC) instead of one shared context")  # fmt: skip
     p.set_defaults(func=run_few_shot)
 
 
@@ -167,7 +168,10 @@ def context(args: argparse.Namespace, bar=None, model_spec: str | None = None):
         encoder = load_baseline(spec, args.device, args.cache_dir, settings_from_args(args))
     else:
         if model_spec is not None:
-            args = argparse.Namespace(**{**vars(args), "model": model_spec})
+            import copy
+
+            args = copy.copy(args)
+            args.model = model_spec
         model, preprocess, tokenizer = load_from_args(args)
         encoder = encoder_from_args(args, model, preprocess, tokenizer)
     cache = (
@@ -292,7 +296,8 @@ def run_few_shot(args: argparse.Namespace) -> int:
         if args.method in ("linear-probe", "both"):
             results += run(ctx, args.dataset, args.shots, args.seeds)
         if args.method in ("coop", "both"):
-            settings = CoOpSettings(n_ctx=args.coop_ctx, steps=args.coop_steps)
+            settings = CoOpSettings(n_ctx=args.coop_ctx, epochs=args.coop_epochs,
+                                    class_specific=args.coop_class_specific)  # fmt: skip
             results += run_coop(ctx, args.dataset, args.shots, args.seeds, settings=settings)
     return finish(args, results)
 

@@ -136,21 +136,13 @@ def run_coop(
 ) -> list[EvalResult]:
     from biomedclip.eval.coop import coop_few_shot
 
-    tr, te = ctx.features(name, "train"), ctx.features(name, "test")
+    tr, va, te = (ctx.features(name, s) for s in ("train", "val", "test"))
     enc = ctx.encoder
     names = classnames_for(te.dataset, classnames)
     return coop_few_shot(
-        enc.model,
-        enc.tokenizer,
-        tr,
-        te,
-        names,
-        shots,
-        seeds,
-        settings,
-        ctx.model_name,
-        ctx.n_resamples,
-    )
+        enc.model, enc.tokenizer, tr, te, names, shots, seeds, settings, ctx.model_name,
+        ctx.n_resamples, val=va,
+    )  # fmt: skip
 
 
 def reproduce(
