@@ -84,7 +84,7 @@ def prompt_source(ds: LabelledSet, classnames=None, templates=None) -> str:
     spec = PAPER_DATASETS.get(ds.name)
     parts = []
     if spec:
-        parts.append("Supp. Table 10" if classnames is None else "custom class names")
+        parts.append("Supp. Table 10 class names" if classnames is None else "custom class names")
         parts.append("Supp. Table 10 templates" if templates is None else "custom templates")
     else:
         parts.append("readable class names" if classnames is None else "custom class names")
