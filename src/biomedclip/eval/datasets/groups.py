@@ -35,7 +35,12 @@ def tcga_patient(item_id: str) -> str | None:
 
 def _dihedral_hashes(path) -> np.ndarray:
     """``[8]`` uint64 pHashes of the image's 8 flips/rotations (or zeros if unreadable)."""
-    import imagehash
+    try:
+        import imagehash
+    except ImportError as e:  # pragma: no cover - an install without the eval extra
+        raise InputError(
+            "grouping near-duplicate images needs imagehash: pip install 'biomedclip[eval]'"
+        ) from e
     from PIL import Image
 
     try:
