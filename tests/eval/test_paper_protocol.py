@@ -125,6 +125,25 @@ def test_folder_splits_share_one_class_list_and_carve_val_from_train(tmp_path):
     assert image_folder(tmp_path / "d", "val", seed=1).ids != va.ids
 
 
+def test_carved_val_is_named_in_the_report(tmp_path):
+    from biomedclip.eval.datasets.base import LabelledSet
+    from biomedclip.eval.features import Features
+    from biomedclip.eval.probe import linear_probe
+    from biomedclip.eval.report import markdown
+
+    _split_layout(tmp_path / "d")
+    rng = np.random.default_rng(0)
+
+    def feats(ds: LabelledSet) -> Features:
+        x = rng.normal(size=(len(ds), 8)).astype(np.float32) + ds.labels[:, None]
+        return Features(ds, x, np.arange(len(ds)), [])
+
+    tr, va, te = (feats(image_folder(tmp_path / "d", s)) for s in ("train", "val", "test"))
+    [r] = linear_probe(tr, va, te, fractions=(1.0,), n_resamples=0)
+    md = markdown([r])
+    assert "## Splits" in md and "no val/ folder: val is a stratified, seeded" in md
+
+
 def test_folder_split_given_val_is_honoured_and_test_only_class_is_an_error(tmp_path):
     _split_layout(tmp_path / "d", val=True)
     va = image_folder(tmp_path / "d", "val")

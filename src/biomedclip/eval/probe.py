@@ -219,7 +219,9 @@ def linear_probe(
                     "val_scores": {f"{k:.6g}": v for k, v in sorted(fit.val_scores.items())},
                     "refit_on_train_plus_val": frac >= 1,
                     "seed": seed,
-                    "dataset_notes": list(test.dataset.notes),
+                    "dataset_notes": list(
+                        dict.fromkeys(train.dataset.notes + val.dataset.notes + test.dataset.notes)
+                    ),
                 },
                 ids=test.ids,
             )
