@@ -109,7 +109,7 @@ def main() -> None:
         lp = linear_probe(tr, va, te, (0.01, 0.1, 1.0), model_name="random-weights")
         stages["linear_probe_sweep_3_fractions_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        fs = few_shot(tr, va, te, (1, 2, 4, 8, 16), (0, 1, 2, 3, 4), model_name="random-weights")
+        fs = few_shot(tr, te, (1, 2, 4, 8, 16), (0, 1, 2, 3, 4), model_name="random-weights")
         stages["few_shot_5k_x_5seeds_s"] = time.perf_counter() - t
         total = sum(v for k, v in stages.items() if not k.startswith("features_"))
         total += stages["features_from_cache_s"]

@@ -80,3 +80,35 @@ def test_help_has_examples():
     for cmd in ("train", "eval", "ask"):
         proc = run_cli(["vqa", cmd, "--help"])
         assert proc.returncode == 0 and "examples:" in proc.stdout
+
+
+def test_eval_files_windows_separators_and_unreadable_images(trained, vqa_rad_dir, tmp_path):
+    import shutil
+
+    model = str(trained / "run" / "final")
+    images = sorted((vqa_rad_dir / "images").iterdir())[:3]
+    (tmp_path / "imgs").mkdir()
+    for p in images:
+        shutil.copy(p, tmp_path / "imgs" / p.name)
+    rows = ["image_path,question,answer,answer_type"]
+    rows += [f"imgs\\{p.name},Is there a fracture?,no,CLOSED" for p in images]
+    (tmp_path / "ok.csv").write_text("\n".join(rows) + "\n")
+    base = ["vqa", "eval", "--model", model, "--dataset", "files", "--bootstrap", "10", "--json"]
+    proc = run_cli([*base, "--file", str(tmp_path / "ok.csv")])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    m = json.loads(proc.stdout)["metrics"]
+    assert m["overall"]["n"] == 3 and m["no_prediction"] == 0
+    assert {"accuracy", "exact_match", "lenient_accuracy"} <= set(m["overall"])
+
+    (tmp_path / "imgs" / "broken.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "some.csv").write_text("\n".join(rows + ["imgs\\broken.jpg,Q?,yes,CLOSED"]) + "\n")
+    proc = run_cli([*base, "--file", str(tmp_path / "some.csv")])
+    assert proc.returncode == 1 and json.loads(proc.stdout)["metrics"]["no_prediction"] == 1
+    proc = run_cli([*base[:-1], "--file", str(tmp_path / "some.csv")])
+    assert proc.returncode == 1 and "1 question(s) without a prediction" in proc.stdout
+
+    (tmp_path / "none.csv").write_text(
+        "image_path,question,answer\nimgs\\broken.jpg,Q?,yes\nimgs\\gone.jpg,Q?,no\n"
+    )
+    proc = run_cli([*base, "--file", str(tmp_path / "none.csv")])
+    assert proc.returncode == 2 and "broken.jpg" in proc.stderr and "could be read" in proc.stderr

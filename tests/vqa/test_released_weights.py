@@ -1,6 +1,6 @@
-"""Opt-in: the full VQA-RAD recipe (configs/vqa_rad.yaml) on the released BiomedCLIP weights.
+"""Opt-in: the fast VQA-RAD recipe (configs/vqa_rad_frozen.yaml) on the released BiomedCLIP weights.
 
-Set ``BIOMEDCLIP_WEIGHTS`` (a model directory, weights file or hub id). Runs ``vqa train`` (50
+(configs/vqa_rad.yaml, the image tower fine-tuned as METER does, wants a GPU.) Set ``BIOMEDCLIP_WEIGHTS`` (a model directory, weights file or hub id). Runs ``vqa train`` (50
 epochs, frozen cached image tower; hours on a CPU, minutes on a GPU) and ``vqa eval`` on the test
 split. Expected range (train-answer vocabulary; not measured in this repository, which has no
 access to the weights): closed 70-85 %, open 40-70 % (open is capped at 78.8 %: 38 of the 179 open
@@ -28,7 +28,7 @@ def test_full_vqa_rad_recipe(tmp_path, vqa_rad_dir):
         [
             "vqa",
             "train",
-            str(REPO / "configs" / "vqa_rad.yaml"),
+            str(REPO / "configs" / "vqa_rad_frozen.yaml"),
             "--set",
             f"model.source={WEIGHTS}",
             "--set",

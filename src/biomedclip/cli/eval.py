@@ -28,9 +28,10 @@ examples:
   biomedclip eval zeroshot my_folder/ --classnames names.txt --templates paper
   biomedclip eval linear-probe pcam --data-root data/ --fractions 0.01,0.1,1
   biomedclip eval few-shot lc25000_colon --data-root data/ --shots 1,2,4,8,16 --seeds 0,1,2
-  biomedclip eval few-shot lc25000_lung --data-root data/ --method coop --coop-steps 100
+  biomedclip eval few-shot lc25000_lung --data-root data/ --method coop --coop-epochs 50
   biomedclip eval retrieval pairs.csv --out report/
   biomedclip eval reproduce --data-root data/ --out report/ --tasks zeroshot,linear-probe
+  biomedclip eval reproduce --data-root data/ --models hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224,open_clip:ViT-B-16@openai,hf:google/siglip-base-patch16-224
 """
 
 
@@ -53,7 +54,13 @@ def _common(p: argparse.ArgumentParser, dataset: bool = True) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not read or write cached features")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                    help="bootstrap resamples for the 95%% intervals (default: 1000; 0 = none)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="seed of splits subsets and bootstrap")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the hash split of datasets without an official one (and a val/ "
+                        "carved from train/), training subsets, few-shot draws and the bootstrap "
+                        "(default: 0)")  # fmt: skip
+    p.add_argument("--group-by", default=None, metavar="COLUMN",
+                   help="CSV/Parquet datasets: items sharing this column's value (e.g. a patient "
+                        "id) are never split apart")  # fmt: skip
     add_json_flag(p)
     add_model_args(p)
     add_image_args(p, slides=True)
@@ -74,9 +81,11 @@ def _register_zeroshot(sub) -> None:
     _common(p)
     p.add_argument("--split", default="test", help="train, val, test or all (default: test)")
     p.add_argument("--classnames", default=None, metavar="FILE",
-                   help="class names for the prompts: one a line, or JSON (list or {dataset: list})")  # fmt: skip
+                   help="class names for the prompts (default for paper datasets: Supp. Table 10's): "
+                        "one a line, or JSON (list or {dataset: list})")  # fmt: skip
     p.add_argument("--templates", default=None, metavar="NAME|FILE",
-                   help="paper (default), model-card, or a file of templates with {} (or {c})")  # fmt: skip
+                   help="paper datasets: Supp. Table 10's templates by default; else 'paper' "
+                        "(default), model-card, or a file of templates with {} (or {c})")  # fmt: skip
     p.set_defaults(func=run_zeroshot)
 
 
@@ -100,10 +109,11 @@ def _register_few_shot(sub) -> None:
     )
     p.add_argument("--seeds", type=_ints, default=[0, 1, 2], help="seeds (default: 0,1,2)")
     p.add_argument("--method", choices=["linear-probe", "coop", "both"], default="linear-probe")
-    p.add_argument(
-        "--coop-steps", type=int, default=100, help="CoOp optimisation steps (default: 100)"
-    )
-    p.add_argument("--coop-ctx", type=int, default=4, help="CoOp context vectors (default: 4)")
+    p.add_argument("--coop-epochs", type=int, default=None,
+                   help="CoOp epochs (default: CoOp's by shot count: 50 at 1-2, 100 at 4-8, 200 at 16)")  # fmt: skip
+    p.add_argument("--coop-ctx", type=int, default=16, help="CoOp context vectors (default: 16)")
+    p.add_argument("--coop-class-specific", action="store_true",
+                   help="CoOp: one context per class (CSC) instead of one shared context")  # fmt: skip
     p.set_defaults(func=run_few_shot)
 
 
@@ -118,6 +128,10 @@ def _register_reproduce(sub) -> None:
         help="zeroshot,linear-probe,few-shot,coop (default: zeroshot)",
     )
     p.add_argument("--datasets", default=None, help="comma-separated subset of the paper datasets")
+    p.add_argument("--models", default=None, metavar="A,B,C",
+                   help="several models side by side in one report (instead of --model): "
+                        "BiomedCLIP hub ids/dirs/files, open_clip:ARCH[@TAG], open_clip:hf-hub:ID, "
+                        "open_clip:DIR, hf:DIR or hf:ID (transformers CLIP / SigLIP)")  # fmt: skip
     p.add_argument("--shots", type=_ints, default=[1, 2, 4, 8, 16])
     p.add_argument("--seeds", type=_ints, default=[0, 1, 2])
     p.set_defaults(func=run_reproduce)
@@ -140,15 +154,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         add(esub)
 
 
-def context(args: argparse.Namespace, bar=None):
-    """The :class:`~biomedclip.eval.runner.EvalContext` of the options (loads the model)."""
+def context(args: argparse.Namespace, bar=None, model_spec: str | None = None):
+    """The :class:`~biomedclip.eval.runner.EvalContext` of the options (loads the model:
+    ``model_spec``, default ``--model``; ``open_clip:...`` / ``hf:...`` are baselines)."""
     from pathlib import Path
 
-    from biomedclip.cli.common import encoder_from_args, load_from_args
+    from biomedclip.cli.common import encoder_from_args, load_from_args, settings_from_args
+    from biomedclip.eval.baselines import is_baseline, load_baseline
     from biomedclip.eval.runner import EvalContext, default_cache_dir
 
-    model, preprocess, tokenizer = load_from_args(args)
-    encoder = encoder_from_args(args, model, preprocess, tokenizer)
+    spec = str(model_spec or args.model)
+    if is_baseline(spec):
+        encoder = load_baseline(spec, args.device, args.cache_dir, settings_from_args(args))
+    else:
+        if model_spec is not None:
+            import copy
+
+            args = copy.copy(args)
+            args.model = model_spec
+        model, preprocess, tokenizer = load_from_args(args)
+        encoder = encoder_from_args(args, model, preprocess, tokenizer)
     cache = (
         None
         if args.no_cache
@@ -163,8 +188,8 @@ def context(args: argparse.Namespace, bar=None):
         task = bar.add_task(f"features {label}", total=total)
         return lambda n: bar.advance(task, n)
 
-    return EvalContext(encoder, Path(args.data_root) if args.data_root else None, cache, str(args.model),
-                       args.bootstrap, args.seed, progress)  # fmt: skip
+    return EvalContext(encoder, Path(args.data_root) if args.data_root else None, cache, spec,
+                       args.bootstrap, args.seed, args.group_by, progress)  # fmt: skip
 
 
 def progress_bar():
@@ -271,7 +296,8 @@ def run_few_shot(args: argparse.Namespace) -> int:
         if args.method in ("linear-probe", "both"):
             results += run(ctx, args.dataset, args.shots, args.seeds)
         if args.method in ("coop", "both"):
-            settings = CoOpSettings(n_ctx=args.coop_ctx, steps=args.coop_steps)
+            settings = CoOpSettings(n_ctx=args.coop_ctx, epochs=args.coop_epochs,
+                                    class_specific=args.coop_class_specific)  # fmt: skip
             results += run_coop(ctx, args.dataset, args.shots, args.seeds, settings=settings)
     return finish(args, results)
 
@@ -284,10 +310,11 @@ def run_reproduce(args: argparse.Namespace) -> int:
         raise InputError("reproduce needs --data-root")
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     datasets = [d.strip() for d in args.datasets.split(",")] if args.datasets else None
+    specs = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else [None]
     with progress_bar() as bar:
-        ctx = context(args, bar)
+        contexts = [context(args, bar, spec) for spec in specs]
         out = args.out or "eval-report"
-        results, skipped, paths = reproduce(ctx, out, tasks, datasets, args.shots, args.seeds)
+        results, skipped, paths = reproduce(contexts, out, tasks, datasets, args.shots, args.seeds)
     code = finish(args, results, skipped, paths)
     if not results:
         console().print(f"[red]no paper dataset found under {args.data_root}[/]")

@@ -6,6 +6,8 @@ import argparse
 
 from biomedclip.cli.common import add_json_flag, console, print_json
 
+VQA_DATASETS = ("vqa_rad", "vqa_rad_hf", "slake", "pathvqa", "files")
+
 TRAIN_DESCRIPTION = """\
 Fine-tune a VQA model: BiomedCLIP image patch tokens and question token states, a METER / M3AE
 co-attention fusion (default 6 layers) and an answer classifier. CONFIG is YAML or TOML with
@@ -21,16 +23,21 @@ examples:
 """
 
 EVAL_DESCRIPTION = """\
-Score a VQA model on a split: closed / open / overall accuracy, token-level F1, per answer type and
-per question type, with bootstrap 95 % intervals; writes OUT/report.json, OUT/report.md (with the
+Score a VQA model on a split: closed / open / overall exact-match accuracy (the headline, as
+METER / M3AE score: case, punctuation and whitespace normalised), the lenient score beside it
+(number words, articles, yes/no variants folded), token-level F1, per answer type and per
+question type, with bootstrap 95 % intervals; writes OUT/report.json, OUT/report.md (with the
 published BiomedCLIP + METER numbers alongside) and OUT/predictions.jsonl. Gold answers outside the
 model's answer vocabulary count as wrong; the report says how many there were and which vocabulary
-(training answers, or closed-world train+val+test) the model was trained with.
+(training answers, or closed-world train+val+test) the model was trained with. Questions whose
+image cannot be read count as wrong and the command exits 1 with their number; when no image
+can be read it stops with an error naming the first path it tried.
 
 examples:
   biomedclip vqa eval --model runs/vqa_rad/final --dataset vqa_rad --root ../shared/data/vqa_rad
   biomedclip vqa eval --model runs/slake/final --dataset slake --root data/slake --split val --json
   biomedclip vqa eval --model runs/x/final --dataset files --file my_questions.csv --out report/
+  biomedclip vqa eval --model runs/path/final --dataset pathvqa --root data/pvqa --split test
 """
 
 ASK_DESCRIPTION = """\
@@ -76,7 +83,8 @@ def register(subparsers) -> None:
 
     e = _command(sub, "eval", "score a model on a split", EVAL_DESCRIPTION)
     e.add_argument("--model", required=True, help="a VQA model directory (OUTPUT/final)")
-    e.add_argument("--dataset", required=True, choices=["vqa_rad", "slake", "files"])
+    e.add_argument("--dataset", required=True, choices=list(VQA_DATASETS),
+                   help="vqa_rad (3,064/451), vqa_rad_hf (1,793/451), slake, pathvqa, files")  # fmt: skip
     e.add_argument("--root", default=None, help="dataset folder (files: base of image paths)")
     e.add_argument("--file", default=None, help="question file (.json/.jsonl/.csv) for 'files'")
     e.add_argument("--split", default="test", choices=["train", "val", "test"])
@@ -132,15 +140,18 @@ def run_eval(args: argparse.Namespace) -> int:
         args.bootstrap,
         progress=not args.json,
     )
+    unreadable = report["metrics"]["no_prediction"]
+    code = 1 if unreadable else 0
     if args.json:
         print_json(report)
-        return 0
+        return code
     m, pub = report["metrics"], report["published"] or {}
     table = Table(
         title=f"{args.dataset} {args.split} ({report['vocabulary']} vocabulary, "
         f"{report['n_answers']} answers)"
     )
-    for col in ("subset", "n", "accuracy %", "95 % CI", "token F1 %", "published %"):
+    for col in ("subset", "n", "exact match %", "95 % CI", "lenient %", "token F1 %",
+                "published %"):  # fmt: skip
         table.add_column(col, justify="left" if col == "subset" else "right")
     for key in ("closed", "open", "overall"):
         s = m[key]
@@ -152,6 +163,7 @@ def run_eval(args: argparse.Namespace) -> int:
             str(s["n"]),
             f"{100 * s['accuracy']:.1f}",
             f"{100 * lo:.1f}-{100 * hi:.1f}",
+            f"{100 * s['lenient_accuracy']:.1f}",
             f"{100 * s['f1']:.1f}",
             str(pub.get(key, "-")),
         )
@@ -164,7 +176,11 @@ def run_eval(args: argparse.Namespace) -> int:
     )
     if args.out:
         c.print(f"reports in {args.out}/report.md and report.json")
-    return 0
+    if unreadable:
+        c.print(
+            f"[red]{unreadable} question(s) without a prediction: their image could not be read[/]"
+        )
+    return code
 
 
 def run_ask(args: argparse.Namespace) -> int:

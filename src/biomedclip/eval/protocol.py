@@ -1,25 +1,28 @@
 """The paper's zero-shot protocol per dataset: class names, prompt templates, headline metric,
-and the published numbers (BiomedCLIP, Zhang et al. 2024, Supp. Table 5, 224 px).
+the split, and the published numbers (BiomedCLIP, Zhang et al., NEJM AI 2024).
 
-Templates: the paper's prompt ensemble (:data:`biomedclip.prompts.PAPER_TEMPLATES`), averaged as
-the mean of normalised text embeddings per class. Class names: the paper's supplementary material
-could not be consulted offline when this was written, so the names below are our choice: the
-diagnostic phrase a PubMed caption would use for each class (the paper's dataset descriptions),
-kept short because the prompts wrap them in a sentence. Where results differ from Supp. Table 5,
-these names are the first thing to revisit; any run can override them with ``--classnames``.
-Custom names and templates load from files as in clip_benchmark (:func:`load_classnames`,
-:func:`load_templates`).
+Class names and templates are Supp. Table 10 of the paper's Supplementary Appendix, verbatim;
+results are Supp. Table 5 (224 px). Each dataset's class names are given as a mapping from the
+adapter's class (folder / label name) to the paper's name, so the order of the prompts always
+follows the adapter's label order whatever order the supplement lists them in. Templates are
+averaged per class as the mean of the normalised text embeddings (renormalised), as in open_clip.
+
+``protocol_deviations`` says where a run's protocol differs from the paper's (prompts, split,
+metric); the report prints "ours - paper" only where there is none. Custom names and templates
+load from files as in clip_benchmark (:func:`load_classnames`, :func:`load_templates`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from biomedclip.errors import InputError
-from biomedclip.prompts import PAPER_TEMPLATES, TEMPLATE_SETS
+from biomedclip.prompts import TEMPLATE_SETS
+
+SOURCE = "Zhang et al., NEJM AI 2024, Supp. Table 10 (prompts) and Supp. Table 5 (results)"
 
 
 @dataclass(frozen=True)
@@ -28,12 +31,35 @@ class PaperDataset:
 
     name: str
     title: str
-    classnames: tuple[str, ...]  # prompt names, in the adapter's class order
+    names: Mapping[str, str]  # adapter class -> the paper's class name (Supp. Table 10)
+    templates: tuple[str, ...]  # Supp. Table 10
     metric: str  # "acc1" or "auroc"
-    paper: float  # Supp. Table 5, in %
-    templates: tuple[str, ...] = PAPER_TEMPLATES
-    split: str = "test"
+    paper: float  # Supp. Table 5, 224 px, in %
+    paper_384: float  # Supp. Table 5, 384 px, in %
+    # the paper's split when we can use the same one; else why ours differs
+    split_note: str | None = None
+    paper_order: tuple[str, ...] = field(default=())  # class names in the supplement's order
 
+    @property
+    def classnames(self) -> tuple[str, ...]:
+        """The paper's names in the adapter's class order (see :meth:`prompt_names`)."""
+        return tuple(self.names.values())
+
+    def prompt_names(self, adapter_classes: Sequence[str]) -> list[str]:
+        """The paper's names for ``adapter_classes`` (explicit mapping, never positional)."""
+        missing = [c for c in adapter_classes if c not in self.names]
+        if missing:
+            raise InputError(
+                f"{self.name}: classes {missing} have no Supp. Table 10 name "
+                f"(known: {sorted(self.names)})"
+            )
+        return [self.names[c] for c in adapter_classes]
+
+
+_HASH_SPLIT = (
+    "the paper's test split is not published; ours is a seeded, stratified 70/10/20 split "
+    "grouped so near-duplicates stay together"
+)
 
 PAPER_DATASETS: dict[str, PaperDataset] = {
     d.name: d
@@ -41,41 +67,97 @@ PAPER_DATASETS: dict[str, PaperDataset] = {
         PaperDataset(
             "pcam",
             "PCam",
-            ("normal lymph node tissue", "lymph node metastasis"),
+            {"normal": "normal lymph node", "tumor": "lymph node metastasis"},
+            ("this is an image of {}", "{} presented in image"),
             "acc1",
             73.41,
+            67.15,
+            None,  # the official test split (32,768 patches)
+            ("normal lymph node", "lymph node metastasis"),
         ),
         PaperDataset(
             "lc25000_lung",
             "LC25000 (lung)",
-            ("lung adenocarcinoma", "benign lung tissue", "lung squamous cell carcinoma"),
+            {
+                "lung_aca": "lung adenocarcinomas",
+                "lung_n": "normal lung tissue",
+                "lung_scc": "lung squamous cell carcinomas",
+            },
+            ("this is an image of {}", "{} presented in image"),
             "acc1",
             65.23,
+            61.80,
+            _HASH_SPLIT,
+            ("lung adenocarcinomas", "normal lung tissue", "lung squamous cell carcinomas"),
         ),
         PaperDataset(
             "lc25000_colon",
             "LC25000 (colon)",
-            ("colon adenocarcinoma", "benign colonic tissue"),
+            {"colon_aca": "colon adenocarcinomas", "colon_n": "normal colonic tissue"},
+            ("a photo of {}", "{} presented in image"),
             "acc1",
             92.98,
+            87.42,
+            _HASH_SPLIT,
+            ("colon adenocarcinomas", "normal colonic tissue"),
         ),
         PaperDataset(
             "tcga_til",
             "TCGA-TIL",
-            ("tissue without lymphocytes", "tumor infiltrating lymphocytes"),
+            {"til-negative": "none", "til-positive": "tumor infiltrating lymphocytes"},
+            ("a photo of {}", "{} presented in image"),
             "auroc",
             67.04,
+            57.00,
+            _HASH_SPLIT.replace("near-duplicates", "patients (TCGA barcode) and near-duplicates"),
+            ("none", "tumor infiltrating lymphocytes"),
         ),
         PaperDataset(
             "rsna_pneumonia",
             "RSNA Pneumonia",
-            ("normal chest x-ray", "pneumonia chest x-ray"),
+            {"normal": "normal lung", "pneumonia": "pneumonia"},
+            ("a photo of {}", "{} presented in image"),
             "acc1",
             78.95,
+            78.49,
+            "the challenge's test labels were never released; ours is a seeded, stratified "
+            "70/10/20 split of the labelled training patients",
+            ("normal lung", "pneumonia"),
         ),
     )
 }
 PAPER_MEAN = 75.52
+
+
+def protocol_deviations(
+    dataset: str,
+    classnames: Sequence[str] | None,
+    templates: Sequence[str] | None,
+    metric: str | None = None,
+    adapter_classes: Sequence[str] | None = None,
+) -> list[str]:
+    """How a zero-shot run on ``dataset`` differs from the paper's protocol (empty: the same).
+
+    ``classnames`` / ``templates``: the prompts used; ``metric``: the headline metric reported.
+    """
+    spec = PAPER_DATASETS.get(dataset)
+    if spec is None:
+        return ["not a dataset of the paper"]
+    out = []
+    expected = (
+        spec.prompt_names(adapter_classes) if adapter_classes is not None else spec.classnames
+    )
+    if classnames is not None and list(classnames) != list(expected):
+        out.append(f"class names: {list(classnames)} instead of Supp. Table 10's {list(expected)}")
+    if templates is not None and list(templates) != list(spec.templates):
+        out.append(
+            f"templates: {list(templates)} instead of Supp. Table 10's {list(spec.templates)}"
+        )
+    if spec.split_note:
+        out.append(f"split: {spec.split_note}")
+    if metric is not None and metric != spec.metric:
+        out.append(f"metric: {metric} instead of {spec.metric}")
+    return out
 
 
 def default_classnames(classes: Sequence[str]) -> list[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from biomedclip.eval.protocol import PAPER_DATASETS, PAPER_MEAN
+from biomedclip.eval.protocol import PAPER_DATASETS, PAPER_MEAN, protocol_deviations
 from biomedclip.eval.results import EvalResult
 from biomedclip.io_utils import atomic_write_json, atomic_write_text
 
@@ -61,15 +61,26 @@ def headline(r: EvalResult) -> str:
     return "auroc" if "acc1" not in r.metrics else "acc1"
 
 
+def deviations(r: EvalResult) -> list[str]:
+    """How the zero-shot run ``r`` differs from the paper's protocol (empty: it does not)."""
+    st = r.settings
+    return protocol_deviations(
+        r.dataset, st.get("classnames"), st.get("templates"), headline(r),
+        st.get("dataset_classes"),
+    )  # fmt: skip
+
+
 def paper_table(results: Sequence[EvalResult]) -> str:
-    """Markdown: dataset, metric, paper, ours [CI], difference; the mean over rows with both."""
+    """Markdown: dataset, metric, paper, ours [CI], and "ours - paper" only where the protocol
+    (prompts, split, metric) is the paper's; the deviations are listed under the table."""
     zs = [r for r in results if r.task == "zeroshot_classification"]
     if not zs:
         return ""
     lines = [
-        "| dataset | metric | paper (Supp. Table 5) | ours [95% CI] | ours - paper |",
-        "|---|---|---:|---:|---:|",
+        "| dataset | model | metric | paper (Supp. Table 5) | ours [95% CI] | ours - paper |",
+        "|---|---|---|---:|---:|---:|",
     ]
+    notes: list[str] = []
     ours, paper = [], []
     for r in zs:
         m = headline(r)
@@ -77,22 +88,85 @@ def paper_table(results: Sequence[EvalResult]) -> str:
         value = r.metrics.get(m, math.nan)
         lo, hi = r.ci.get(m, (math.nan, math.nan))
         p = spec.paper if spec else None
-        diff = f"{100 * value - p:+.2f}" if p is not None and not math.isnan(value) else ""
-        if p is not None and not math.isnan(value):
+        dev = deviations(r) if spec else []
+        if p is None:
+            diff = ""
+        elif dev:
+            diff = f"not comparable ({'; '.join(d.split(':')[0] for d in dev)})"
+            notes += [f"- {spec.title}: {d}" for d in dev]
+        elif math.isnan(value):
+            diff = ""
+        else:
+            diff = f"{100 * value - p:+.2f}"
             ours.append(100 * value)
             paper.append(p)
         lines.append(
-            f"| {spec.title if spec else r.dataset} | {'AUROC' if m == 'auroc' else 'accuracy'} | "
-            f"{p if p is not None else ''} | {_pct(value)} [{_pct(lo)}, {_pct(hi)}] | {diff} |"
+            f"| {spec.title if spec else r.dataset} | {r.model} | "
+            f"{'AUROC' if m == 'auroc' else 'accuracy'} | {p if p is not None else ''} | "
+            f"{_pct(value)} [{_pct(lo)}, {_pct(hi)}] | {diff} |"
         )
     if ours:
         label = "mean" if len(ours) == len(PAPER_DATASETS) else f"mean of these {len(ours)}"
         paper_mean = PAPER_MEAN if len(ours) == len(PAPER_DATASETS) else float(np.mean(paper))
         lines.append(
-            f"| **{label}** | | {paper_mean:.2f} | {np.mean(ours):.2f} | "
+            f"| **{label}** | | | {paper_mean:.2f} | {np.mean(ours):.2f} | "
             f"{np.mean(ours) - paper_mean:+.2f} |"
         )
+    prompts = []
+    for r in zs:
+        if r.settings.get("templates"):
+            prompts.append(
+                f"- {r.dataset}: class names {r.settings.get('classnames')}, templates "
+                f"{r.settings.get('templates')} ({r.settings.get('prompts', 'given')})"
+            )
+    out = "\n".join(lines)
+    if notes:
+        out += "\n\nDeviations from the paper's protocol (no difference is printed for them):\n\n"
+        out += "\n".join(dict.fromkeys(notes))
+    if prompts:
+        out += "\n\nPrompts used:\n\n" + "\n".join(dict.fromkeys(prompts))
+    return out
+
+
+def models_table(results: Sequence[EvalResult]) -> str:
+    """Every model side by side: one row per (dataset, task, setting), one column per model."""
+    models = list(dict.fromkeys(r.model for r in results))
+    if len(models) < 2:
+        return ""
+    rows: dict[tuple, dict[str, str]] = {}
+    for r in results:
+        if r.task == "zeroshot_retrieval":
+            continue
+        m = headline(r)
+        lo, hi = r.ci.get(m, (math.nan, math.nan))
+        key = (r.dataset, r.task, _setting(r), m)
+        rows.setdefault(key, {})[r.model] = (
+            f"{_pct(r.metrics.get(m, math.nan))} [{_pct(lo)}, {_pct(hi)}]"
+        )
+    lines = [
+        "| dataset | task | setting | metric | " + " | ".join(models) + " |",
+        "|---|---|---|---|" + "---:|" * len(models),
+    ]
+    for (ds, task, setting, m), cells in rows.items():
+        lines.append(
+            f"| {ds} | {task} | {setting} | {m} | "
+            + " | ".join(cells.get(x, "") for x in models)
+            + " |"
+        )
     return "\n".join(lines)
+
+
+def predictions_csv(r: EvalResult) -> str:
+    """One row per test item: id, true label, predicted class, and the score of every class."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    names = r.settings.get("dataset_classes") or r.classes
+    w.writerow(["id", "label", "prediction", *[f"score:{c}" for c in names]])
+    for i, (yy, sc) in enumerate(zip(r.y, r.scores)):
+        label = "|".join(str(int(v)) for v in yy) if np.ndim(yy) else int(yy)
+        pred = "" if np.ndim(yy) else int(np.argmax(sc))
+        w.writerow([r.ids[i] if r.ids else i, label, pred, *[f"{float(v):.6g}" for v in sc]])
+    return buf.getvalue()
 
 
 def task_table(results: Sequence[EvalResult], task: str) -> str:
@@ -111,6 +185,21 @@ def task_table(results: Sequence[EvalResult], task: str) -> str:
             f"| {r.dataset} | {_setting(r)} | {m} | {_pct(r.metrics.get(m, math.nan))} "
             f"[{_pct(lo)}, {_pct(hi)}] | {'' if std is None else _pct(std)} |"
         )
+    choices = []
+    for r in rs:
+        st = r.settings
+        if "C" in st and "selection_metric" in st:
+            choices.append(
+                f"- {r.dataset} {_setting(r)}: C = {st['C']:.4g} chosen by {st['selection_metric']} "
+                f"on {st.get('selection_split', 'val')} over 1e-6..1e6 "
+                f"({len(st.get('C_grid', []))} grid points + {len(st.get('C_refined', []))} refined)"
+            )
+        elif "selection" in st:
+            choices.append(
+                f"- {r.dataset} {_setting(r)}: {st['selection']}; C per seed {st.get('C')}"
+            )
+    if choices:
+        lines += ["", *choices]
     return "\n".join(lines)
 
 
@@ -123,6 +212,9 @@ def markdown(results: Sequence[EvalResult], skipped: dict[str, str] | None = Non
             f"Model: {', '.join(models)}. Numbers in %; intervals: seeded bootstrap over test items.",
             "",
         ]
+    table = models_table(results)
+    if table:
+        parts += ["## All models side by side (headline metric, %, 95% CI)", "", table, ""]
     table = paper_table(results)
     if table:
         parts += ["## Zero-shot classification (paper protocol)", "", table, ""]
@@ -131,6 +223,9 @@ def markdown(results: Sequence[EvalResult], skipped: dict[str, str] | None = Non
         t = task_table(results, task)
         if t:
             parts += [f"## {title}", "", t, ""]
+    notes = {n for r in results for n in r.settings.get("dataset_notes", [])}
+    if notes:
+        parts += ["## Splits", ""] + [f"- {n}" for n in sorted(notes)] + [""]
     failed = [(r.dataset, f) for r in results for f in r.failures]
     if failed:
         parts += ["## Unreadable images (left out, counted)", ""]
@@ -178,6 +273,15 @@ def write_report(
                     and "acc1" in r.metrics and _setting(r) in ("", "100%")
                 }  # fmt: skip
                 pngs.append(few_shot_plot(fs, out / "plots" / f"{ds}-few-shot.png", reference=ref))
+    for r in results:
+        if r.task in ("zeroshot_classification", "linear_probe") and r.y is not None:
+            (out / "predictions").mkdir(exist_ok=True)
+            stem = f"{r.dataset}-{r.task}" + (
+                f"-{_setting(r).rstrip('%')}pct" if _setting(r) else ""
+            )
+            if len({x.model for x in results}) > 1:
+                stem += "-" + "".join(ch if ch.isalnum() else "_" for ch in r.model)[-40:]
+            atomic_write_text(out / "predictions" / f"{stem}.csv", predictions_csv(r))
     atomic_write_json(out / "results.json", [r.to_record() for r in results])
     atomic_write_text(out / "results.csv", csv_text(results))
     atomic_write_text(out / "report.md", markdown(results, skipped, pngs, out))

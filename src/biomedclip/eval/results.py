@@ -35,6 +35,7 @@ class EvalResult:
     y: np.ndarray | None = field(default=None, repr=False)
     scores: np.ndarray | None = field(default=None, repr=False)
     settings: dict[str, Any] = field(default_factory=dict)
+    ids: list[str] | None = field(default=None, repr=False)  # test items, for predictions.csv
 
     def to_record(self) -> dict[str, Any]:
         """A JSON-ready dict (NaN -> null)."""

@@ -39,14 +39,17 @@ class EvalContext:
     cache_dir: Path | None = field(default_factory=default_cache_dir)
     model_name: str = ""
     n_resamples: int = DEFAULT_RESAMPLES
-    seed: int = 0
+    seed: int = 0  # seeds the hash splits, probe subsets, few-shot draws and the bootstrap
+    group_by: str | None = None  # tables: the column whose values must not straddle splits
     progress: Callable[[str, int], Callable[[int], None] | None] | None = None
     _features: dict = field(default_factory=dict, repr=False)
 
     def dataset(self, name: str, split: str) -> LabelledSet:
         if (name in PAPER_DATASETS or not Path(name).exists()) and self.data_root is None:
             raise InputError(f"{name}: pass --data-root (the folder holding the dataset)")
-        return load_dataset(name, self.data_root or ".", split)
+        return load_dataset(
+            name, self.data_root or ".", split, seed=self.seed, group_by=self.group_by
+        )
 
     def features(self, name: str, split: str) -> Features:
         key = (name, split)
@@ -58,6 +61,8 @@ class EvalContext:
 
 
 def classnames_for(ds: LabelledSet, classnames: Sequence[str] | None = None) -> list[str]:
+    """``classnames`` if given, else the paper's (Supp. Table 10, mapped to the adapter's class
+    order) for a paper dataset, else the class names made readable."""
     if classnames is not None:
         if len(classnames) != len(ds.classes):
             raise InputError(
@@ -65,7 +70,7 @@ def classnames_for(ds: LabelledSet, classnames: Sequence[str] | None = None) -> 
             )
         return list(classnames)
     spec = PAPER_DATASETS.get(ds.name)
-    return list(spec.classnames) if spec else default_classnames(ds.classes)
+    return spec.prompt_names(ds.classes) if spec else default_classnames(ds.classes)
 
 
 def templates_for(ds: LabelledSet, templates=None):
@@ -73,6 +78,18 @@ def templates_for(ds: LabelledSet, templates=None):
         return templates
     spec = PAPER_DATASETS.get(ds.name)
     return spec.templates if spec else "paper"
+
+
+def prompt_source(ds: LabelledSet, classnames=None, templates=None) -> str:
+    spec = PAPER_DATASETS.get(ds.name)
+    parts = []
+    if spec:
+        parts.append("Supp. Table 10 class names" if classnames is None else "custom class names")
+        parts.append("Supp. Table 10 templates" if templates is None else "custom templates")
+    else:
+        parts.append("readable class names" if classnames is None else "custom class names")
+        parts.append("paper template set" if templates is None else "custom templates")
+    return "; ".join(parts)
 
 
 def run_zeroshot(
@@ -84,8 +101,9 @@ def run_zeroshot(
     names = classnames_for(f.dataset, classnames)
     temps = templates_for(f.dataset, templates)
     return evaluate_zeroshot(
-        ctx.encoder, f, names, temps, ctx.model_name, ctx.n_resamples, ctx.seed
-    )
+        ctx.encoder, f, names, temps, ctx.model_name, ctx.n_resamples, ctx.seed,
+        prompt_source(f.dataset, classnames, templates),
+    )  # fmt: skip
 
 
 def run_linear_probe(
@@ -104,8 +122,8 @@ def run_few_shot(
 ) -> list[EvalResult]:
     from biomedclip.eval.fewshot import few_shot
 
-    tr, va, te = (ctx.features(name, s) for s in ("train", "val", "test"))
-    return few_shot(tr, va, te, shots, seeds, ctx.model_name, ctx.n_resamples)
+    tr, te = ctx.features(name, "train"), ctx.features(name, "test")
+    return few_shot(tr, te, shots, seeds, ctx.model_name, ctx.n_resamples)
 
 
 def run_coop(
@@ -118,54 +136,52 @@ def run_coop(
 ) -> list[EvalResult]:
     from biomedclip.eval.coop import coop_few_shot
 
-    tr, te = ctx.features(name, "train"), ctx.features(name, "test")
+    tr, va, te = (ctx.features(name, s) for s in ("train", "val", "test"))
     enc = ctx.encoder
     names = classnames_for(te.dataset, classnames)
     return coop_few_shot(
-        enc.model,
-        enc.tokenizer,
-        tr,
-        te,
-        names,
-        shots,
-        seeds,
-        settings,
-        ctx.model_name,
-        ctx.n_resamples,
-    )
+        enc.model, enc.tokenizer, tr, te, names, shots, seeds, settings, ctx.model_name,
+        ctx.n_resamples, val=va,
+    )  # fmt: skip
 
 
 def reproduce(
-    ctx: EvalContext,
+    ctx: EvalContext | Sequence[EvalContext],
     out_dir: str | Path,
     tasks: Sequence[str] = ("zeroshot",),
     datasets: Sequence[str] | None = None,
     shots=(1, 2, 4, 8, 16),
     seeds=(0, 1, 2),
 ) -> tuple[list[EvalResult], dict[str, str], dict[str, Path]]:
-    """Every paper dataset present under ``ctx.data_root``: the chosen ``tasks``, then the report.
-    Datasets that are absent are listed with the reason (the file the adapter expected)."""
+    """Every paper dataset present under the data root: the chosen ``tasks`` for each context
+    (one per model, side by side in one report), then the report. Datasets that are absent are
+    listed with the reason (the file the adapter expected)."""
     from biomedclip.eval.report import write_report
 
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise InputError(f"unknown task(s) {unknown}: use {', '.join(TASKS)}")
+    contexts = [ctx] if isinstance(ctx, EvalContext) else list(ctx)
     results: list[EvalResult] = []
     skipped: dict[str, str] = {}
     for name in datasets or list(PAPER_DATASETS):
         try:
-            ctx.dataset(name, PAPER_DATASETS[name].split if name in PAPER_DATASETS else "test")
+            contexts[0].dataset(name, "test")
         except InputError as e:
             skipped[name] = str(e)
             log.info("skipping %s: %s", name, e)
             continue
-        if "zeroshot" in tasks:
-            results.append(run_zeroshot(ctx, name))
-        if "linear-probe" in tasks:
-            results += run_linear_probe(ctx, name)
-        if "few-shot" in tasks:
-            results += run_few_shot(ctx, name, shots, seeds)
-        if "coop" in tasks:
-            results += run_coop(ctx, name, shots, seeds)
+        for c in contexts:
+            if "zeroshot" in tasks:
+                results.append(run_zeroshot(c, name))
+            if "linear-probe" in tasks:
+                results += run_linear_probe(c, name)
+            if "few-shot" in tasks:
+                results += run_few_shot(c, name, shots, seeds)
+            if "coop" in tasks:
+                if not hasattr(c.encoder.model, "text"):
+                    skipped[f"{name} coop ({c.model_name})"] = "CoOp needs a BiomedCLIP text tower"
+                    continue
+                results += run_coop(c, name, shots, seeds)
     paths = write_report(results, out_dir, skipped)
     return results, skipped, paths

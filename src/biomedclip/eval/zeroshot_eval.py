@@ -1,6 +1,12 @@
 """Zero-shot classification of a labelled set: the engine's prompt-ensemble classifier
 (:meth:`Encoder.classifier`: mean of the normalised prompt embeddings per class, renormalised)
-against cached image features, ``softmax(logit_scale * image @ classes.T)``."""
+against cached image features.
+
+* single-label sets: ``softmax(logit_scale * image @ classes.T)`` over the classes (CLIP).
+* multi-label sets: each label is scored on its own, never in competition with the others: the
+  cosine similarity of image and label embedding, or ``sigmoid(logit_scale * cos + logit_bias)``
+  for models trained with a sigmoid loss (SigLIP); metrics are mAP and macro AUROC over labels.
+"""
 
 from __future__ import annotations
 
@@ -25,10 +31,29 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def zeroshot_scores(encoder, features: np.ndarray, classnames, templates) -> np.ndarray:
-    """Class probabilities ``[N, C]`` (a softmax over the classes)."""
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def resolved_templates(templates) -> list[str]:
+    from biomedclip.zeroshot import resolve_templates
+
+    return list(resolve_templates(templates))
+
+
+def zeroshot_scores(
+    encoder, features: np.ndarray, classnames, templates, multilabel: bool = False
+) -> np.ndarray:
+    """``[N, C]`` scores: class probabilities (softmax over the classes) or, with
+    ``multilabel``, independent per-label scores (cosine, or sigmoid with a logit bias)."""
     weights = _np(encoder.classifier(list(classnames), templates))
-    return softmax(float(encoder.logit_scale) * features @ weights.T)
+    cos = features @ weights.T
+    if not multilabel:
+        return softmax(float(encoder.logit_scale) * cos)
+    bias = getattr(encoder, "logit_bias", None)
+    if bias is not None:
+        return sigmoid(float(encoder.logit_scale) * cos + float(bias))
+    return cos
 
 
 def evaluate_zeroshot(
@@ -39,14 +64,19 @@ def evaluate_zeroshot(
     model_name: str = "",
     n_resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
+    prompt_source: str = "given",
 ) -> EvalResult:
-    """Zero-shot metrics (with bootstrap intervals) of ``features`` among ``classnames``.
-
-    Multi-label sets are scored per label with the same softmax scores (macro AUROC).
-    """
+    """Zero-shot metrics (with bootstrap intervals) of ``features`` among ``classnames``."""
     ds = features.dataset
-    probs = zeroshot_scores(encoder, features.embeddings, classnames, templates)
-    metrics, ci, details = score_predictions(features.labels, probs, n_resamples, seed)
+    temps = resolved_templates(templates)
+    scores = zeroshot_scores(encoder, features.embeddings, classnames, temps, ds.multilabel)
+    metrics, ci, details = score_predictions(features.labels, scores, n_resamples, seed)
+    bias = getattr(encoder, "logit_bias", None)
+    scoring = (
+        "softmax over classes"
+        if not ds.multilabel
+        else ("per-label sigmoid" if bias is not None else "per-label cosine")
+    )
     return EvalResult(
         ds.name,
         "zeroshot_classification",
@@ -59,6 +89,14 @@ def evaluate_zeroshot(
         features.failures,
         details,
         features.labels,
-        probs,
-        settings={"templates": list(templates) if not isinstance(templates, str) else templates},
+        scores,
+        settings={
+            "templates": temps,
+            "classnames": list(classnames),
+            "dataset_classes": list(ds.classes),
+            "prompts": prompt_source,
+            "scoring": scoring,
+            "dataset_notes": list(ds.notes),
+        },
+        ids=features.ids,
     )

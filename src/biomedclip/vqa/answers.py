@@ -5,6 +5,12 @@ quotes and dashes folded, punctuation dropped (a decimal point between digits is
 dropped, number words ("two") written as digits, and the yes/no variants ("Yes.", "yeah", "Y",
 "true") reduced to ``yes`` / ``no``. Questions are compared on the normalised form everywhere
 (vocabulary, training targets, accuracy, F1).
+
+Scoring uses two forms (:mod:`biomedclip.vqa.metrics`): the headline *exact match* compares
+:func:`exact_answer` forms (lower case, punctuation and whitespace only: the part of METER /
+M3AE's answer normalisation, ``normalize_word(str(answer).lower())``, that changes spelling but no
+word), and the *lenient* score compares :func:`normalize_answer` forms (also number words ->
+digits, articles dropped, yes/no variants folded), reported beside it and labelled as such.
 """
 
 from __future__ import annotations
@@ -55,6 +61,14 @@ def normalize_answer(answer: object) -> str:
     if out in NO:
         return "no"
     return out
+
+
+def exact_answer(answer: object) -> str:
+    """The minimal normalisation of exact-match scoring: NFKC, lower case, punctuation dropped (a
+    decimal point between digits kept), whitespace collapsed; words are left as they are."""
+    text = unicodedata.normalize("NFKC", str(answer)).lower().strip()
+    text = text.replace("\u2019", "'").replace("\u2013", "-").replace("\u2014", "-")
+    return _SPACES.sub(" ", _PUNCT.sub(" ", text)).strip()
 
 
 def answer_tokens(answer: str) -> list[str]:

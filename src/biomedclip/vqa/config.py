@@ -21,6 +21,7 @@ from biomedclip.train.config_files import (
     load_typed_config,
     typed_config_from_dict,
 )
+from biomedclip.vqa.data import DATASETS
 
 TUNE_MODES = ("frozen", "partial", "full")
 
@@ -53,7 +54,7 @@ class VQAModelSection:
 
 @dataclass
 class VQADataSection:
-    dataset: str = "vqa_rad"  # vqa_rad | slake | files
+    dataset: str = "vqa_rad"  # vqa_rad | vqa_rad_hf | slake | pathvqa | files
     root: str | None = None  # dataset folder (files: base of relative image paths)
     train: str | None = None  # question files (dataset "files")
     val: str | None = None
@@ -117,7 +118,7 @@ def validate(cfg: VQAConfig) -> None:
             "model.image": TUNE_MODES,
             "model.text": TUNE_MODES,
             "model.preset": ("biomedclip", "tiny"),
-            "data.dataset": ("vqa_rad", "slake", "files"),
+            "data.dataset": DATASETS,
             "data.vocabulary": ("train", "closed-world"),
             "optim.loss": ("bce", "ce"),
         },

@@ -2,11 +2,24 @@
 
 Every loader returns :class:`QAItem` rows with the answer already normalised. Splits:
 
-* VQA-RAD (``trainset.json`` / ``testset.json``, images in ``images/``): 3,064 train / 451 test,
-  the split of the published results; no validation split.
+* VQA-RAD (``trainset.json`` / ``testset.json``, images in ``images/``), in the two splits in
+  common use: ``vqa_rad`` 3,064 train / 451 test (the MEVF split of METER, M3AE, PubMedCLIP and
+  the BiomedCLIP paper's VQA results); ``vqa_rad_hf`` 1,793 train / 451 test (the Hugging Face
+  ``flaviagiammarino/vqa-rad`` release used by generative Med-VQA papers: the same test
+  questions; training keeps the free-form and paraphrased questions - ``phrase_type`` not
+  ``frame`` - deduplicated by (image, question, answer) and without any test triple). Neither
+  has a validation split.
+* PathVQA (He et al. 2020) in its public layouts: the release's pickles
+  ``qas/{train,val,test}/{split}_qa.pkl`` (rows ``image`` = ``train_0422``, ``question``,
+  ``answer``) with images ``images/{split}/<image>.jpg``, or JSON / JSONL files
+  (``{split}.json``, ``pathvqa_{split}.json``, ``qas/{split}.json`` ...) whose ``image`` may
+  be a relative path with either separator (``images\\test\\test_0001.jpg``). yes/no answers are
+  CLOSED, the rest OPEN (its own convention) unless the row says otherwise. Pickles are read
+  with a loader that refuses anything but plain lists, dicts, strings and numbers.
 * SLAKE (``train.json`` / ``validation.json`` / ``test.json``, images in ``imgs/``), English
   questions only (``q_lang == "en"``): 4,919 / 1,053 / 1,061.
-* Files: rows with ``image``, ``question``, ``answer`` and optional ``answer_type``
+* Files: rows with ``image`` (or ``image_path`` / ``img_name`` / ``path``; ``/`` or ``\\``
+  separators), ``question``, ``answer`` and optional ``answer_type``
   (CLOSED / OPEN; inferred as CLOSED for yes/no answers when absent) and ``question_type``.
   Relative image paths are resolved against ``root`` (default: the file's folder).
 """
@@ -23,6 +36,8 @@ from biomedclip.errors import ConfigError, InputError
 from biomedclip.vqa.answers import normalize_answer
 
 SPLITS = ("train", "val", "test")
+DATASETS = ("vqa_rad", "vqa_rad_hf", "slake", "pathvqa", "files")
+IMAGE_COLUMNS = ("image", "image_path", "img_name", "path")
 
 
 @dataclass(frozen=True)
@@ -98,6 +113,86 @@ def load_vqa_rad(root: str | Path, split: str) -> list[QAItem]:
     ]
 
 
+def load_vqa_rad_hf(root: str | Path, split: str) -> list[QAItem]:
+    """VQA-RAD in the Hugging Face release's split: 1,793 train / 451 test (see the module doc)."""
+    test = load_vqa_rad(root, "test")
+    if split == "test":
+        return test
+    if split != "train":
+        raise ConfigError(f"VQA-RAD has splits train and test, not {split!r}")
+    raw = _read_json(Path(root) / "trainset.json")
+
+    def key(it: QAItem) -> tuple[str, str, str]:
+        return (Path(it.image).name, it.question.strip().lower(), it.raw_answer.strip().lower())
+
+    seen = {key(it) for it in test}
+    out = []
+    for r, it in zip(raw, load_vqa_rad(root, "train")):
+        if str(r.get("phrase_type", "")).strip().lower() == "frame" or key(it) in seen:
+            continue
+        seen.add(key(it))
+        out.append(it)
+    return out
+
+
+PATHVQA_FILES = (
+    "qas/{s}/{s}_qa.pkl", "qas/{s}_qa.pkl", "{s}_qa.pkl", "qas/{s}.json", "{s}.json",
+    "pathvqa_{s}.json", "qas/{s}.jsonl", "{s}.jsonl", "pathvqa_{s}.jsonl",
+)  # fmt: skip
+
+
+class _PlainUnpickler:
+    """Unpickle plain data only (no classes, no functions): the PathVQA release's lists of dicts."""
+
+    @staticmethod
+    def load(path: Path):
+        import pickle
+
+        class Plain(pickle.Unpickler):
+            def find_class(self, module, name):
+                raise ConfigError(f"{path}: refusing to unpickle {module}.{name} (plain data only)")
+
+        with open(path, "rb") as f:
+            return Plain(f).load()
+
+
+def _image_path(value: Any, base: Path, default_dir: Path | None = None) -> Path:
+    """A row's image: a path with either separator, relative to ``base`` unless absolute; a bare
+    name (no separator) is looked up in ``default_dir`` (``.jpg`` added when it has no suffix)."""
+    text = str(value).strip().replace("\\", "/")
+    p = Path(text)
+    if p.is_absolute():
+        return p
+    if "/" not in text and default_dir is not None:
+        return default_dir / (text if p.suffix else text + ".jpg")
+    return base / p
+
+
+def load_pathvqa(root: str | Path, split: str) -> list[QAItem]:
+    """PathVQA ``train`` / ``val`` / ``test`` from its pickles or JSON files."""
+    root = Path(root)
+    if split not in SPLITS:
+        raise ConfigError(f"PathVQA has splits train, val and test, not {split!r}")
+    candidates = [root / f.format(s=split) for f in PATHVQA_FILES]
+    path = next((c for c in candidates if c.is_file()), None)
+    if path is None:
+        raise ConfigError(f"pathvqa: no question file for {split!r} (looked for {candidates[0]}, "
+                          f"{candidates[4]} ...)")  # fmt: skip
+    rows = _PlainUnpickler.load(path) if path.suffix == ".pkl" else _read_json(path)
+    if not isinstance(rows, list):
+        raise ConfigError(f"{path}: expected a list of question records")
+    items = []
+    for i, r in enumerate(rows):
+        image = r.get("image") or r.get("image_path") or r.get("img_name") or r.get("img_id")
+        if not image:
+            raise InputError(f"{path}: row {i} has no image")
+        items.append(
+            _item(r, _image_path(image, root, root / "images" / split),
+                  r.get("qid") or r.get("id") or f"{split}-{i}", "pathvqa", r.get("question_type"))
+        )  # fmt: skip
+    return items
+
+
 def load_slake(root: str | Path, split: str, language: str = "en") -> list[QAItem]:
     """SLAKE ``train`` / ``val`` / ``test`` questions in ``language``."""
     root = Path(root)
@@ -133,13 +228,13 @@ def load_file(path: str | Path, root: str | Path | None = None) -> list[QAItem]:
     base = Path(root) if root else path.parent
     items = []
     for i, r in enumerate(rows):
-        if not r.get("image"):
-            raise InputError(f"{path}: row {i} has no image")
-        image = Path(r["image"])
+        image = next((r.get(c) for c in IMAGE_COLUMNS if r.get(c)), None)
+        if not image:
+            raise InputError(f"{path}: row {i} has no image ({' / '.join(IMAGE_COLUMNS)})")
         items.append(
             _item(
                 r,
-                image if image.is_absolute() else base / image,
+                _image_path(image, base),
                 r.get("qid") or f"{path.stem}-{i}",
                 path.stem,
                 r.get("question_type"),
@@ -149,22 +244,26 @@ def load_file(path: str | Path, root: str | Path | None = None) -> list[QAItem]:
 
 
 def load_split(dataset: str, split: str, root: str | None = None, file: str | None = None):
-    """Questions of one split: ``dataset`` is ``vqa_rad``, ``slake`` or ``files`` (then ``file``)."""
+    """Questions of one split: ``dataset`` is one of :data:`DATASETS` (``files``: ``file``)."""
     if dataset == "vqa_rad":
         return load_vqa_rad(_need(root, "vqa_rad"), split)
+    if dataset == "vqa_rad_hf":
+        return load_vqa_rad_hf(_need(root, "vqa_rad"), split)
+    if dataset == "pathvqa":
+        return load_pathvqa(_need(root, "pathvqa"), split)
     if dataset == "slake":
         return load_slake(_need(root, "slake"), split)
     if dataset == "files":
         if not file:
             raise ConfigError(f"data.{split}: a question file is needed with dataset 'files'")
         return load_file(file, root)
-    raise ConfigError(f"data.dataset {dataset!r}: use vqa_rad, slake or files")
+    raise ConfigError(f"data.dataset {dataset!r}: use {', '.join(DATASETS)}")
 
 
 def available_splits(dataset: str, files: dict[str, str | None]) -> list[str]:
-    if dataset == "vqa_rad":
+    if dataset in ("vqa_rad", "vqa_rad_hf"):
         return ["train", "test"]
-    if dataset == "slake":
+    if dataset in ("slake", "pathvqa"):
         return list(SPLITS)
     return [s for s in SPLITS if files.get(s)]
 

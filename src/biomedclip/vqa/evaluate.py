@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from biomedclip.errors import InputError
 from biomedclip.io_utils import atomic_write_json, atomic_write_text
 from biomedclip.vqa.data import load_split
 from biomedclip.vqa.metrics import PUBLISHED, markdown_report, score
@@ -33,6 +34,13 @@ def evaluate_vqa(
         model, tokenizer, preprocess, items, batch_size, cache_dir, workers, 3, progress=progress
     )
     preds = [a.best if a is not None else None for a in answers]
+    if items and all(p is None for p in preds):
+        first = items[0].image
+        why = failures.get(first) if isinstance(failures, dict) else None
+        raise InputError(
+            f"no image of the {len(items)} questions could be read; first tried: {first}"
+            + (f" ({why})" if why else "")
+        )
     metrics = score(items, preds, set(model.vocab.answers), n_boot=n_boot)
     report = {
         "model": str(model_dir),

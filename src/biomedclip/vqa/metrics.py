@@ -1,7 +1,12 @@
 """VQA scores: accuracy (closed / open / overall), token-level F1, per answer and question type,
 bootstrap 95 % intervals (:mod:`biomedclip.eval.bootstrap`), and the JSON / Markdown report with the published numbers alongside.
 
-A prediction is correct when it equals the normalised gold answer. A question whose gold answer is
+``accuracy`` (the headline, also ``exact_match``) is exact match as the Med-VQA literature scores
+it (METER / M3AE: the predicted answer string against the gold answer string): the prediction's
+and the gold answer's :func:`~biomedclip.vqa.answers.exact_answer` forms (case, punctuation and
+whitespace only) must be equal. ``lenient_accuracy`` compares the
+:func:`~biomedclip.vqa.answers.normalize_answer` forms (number words -> digits, articles dropped,
+yes/no variants folded) and is reported beside it, labelled "lenient". A question whose gold answer is
 not in the model's vocabulary can never be answered and counts as wrong (the report gives how many
 there were); a question whose image could not be read has no prediction and also counts as wrong.
 """
@@ -14,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from biomedclip.eval.bootstrap import bootstrap_ci
-from biomedclip.vqa.answers import answer_tokens
+from biomedclip.vqa.answers import answer_tokens, exact_answer, normalize_answer
 from biomedclip.vqa.data import QAItem
 
 # BiomedCLIP + METER fine-tuned, as reported in the LLaVA-Med paper (Li et al. 2023, Table 4)
@@ -36,21 +41,29 @@ def token_f1(pred: str | None, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def _summary(correct: np.ndarray, f1: np.ndarray, n_boot: int, seed: int) -> dict:
+def _summary(correct: np.ndarray, f1: np.ndarray, n_boot: int, seed: int,
+             lenient: np.ndarray | None = None) -> dict:  # fmt: skip
     out: dict = {"n": int(len(correct))}
     if len(correct) == 0:
         return out
+    lenient = correct if lenient is None else lenient
+    both = np.stack([correct, f1, lenient], -1)  # [n, 3]: resampled together
     ci = bootstrap_ci(
-        lambda c, f: {"accuracy": c.mean(axis=-1), "f1": f.mean(axis=-1)},  # [resamples, n]
+        lambda _, b: {"accuracy": b[..., 0].mean(-1), "f1": b[..., 1].mean(-1),
+                      "lenient": b[..., 2].mean(-1)},  # [resamples, n, 3]
         correct,
-        f1,
+        both,
         n_boot,
         seed,
-    )
+    )  # fmt: skip
+    nan = (float("nan"), float("nan"))
     out["accuracy"] = float(correct.mean())
-    out["accuracy_ci95"] = ci.get("accuracy", (float("nan"), float("nan")))
+    out["accuracy_ci95"] = ci.get("accuracy", nan)
+    out["exact_match"] = out["accuracy"]
+    out["lenient_accuracy"] = float(lenient.mean())
+    out["lenient_accuracy_ci95"] = ci.get("lenient", nan)
     out["f1"] = float(f1.mean())
-    out["f1_ci95"] = ci.get("f1", (float("nan"), float("nan")))
+    out["f1_ci95"] = ci.get("f1", nan)
     return out
 
 
@@ -65,18 +78,28 @@ def score(
     if len(items) != len(predictions):
         raise ValueError(f"{len(items)} questions but {len(predictions)} predictions")
     correct = np.array(
-        [p is not None and p == it.answer for it, p in zip(items, predictions)], dtype=np.float64
+        [p is not None and exact_answer(p) == exact_answer(it.raw_answer)
+         for it, p in zip(items, predictions)], dtype=np.float64,
+    )  # fmt: skip
+    lenient = np.array(
+        [p is not None and normalize_answer(p) == it.answer for it, p in zip(items, predictions)],
+        dtype=np.float64,
     )
     f1 = np.array([token_f1(p, it.answer) for it, p in zip(items, predictions)], dtype=np.float64)
     kinds = np.array([it.answer_type for it in items])
     qtypes = np.array([it.question_type for it in items])
+
+    def sub(mask):
+        return _summary(correct[mask], f1[mask], n_boot, seed, lenient[mask])
+
     out = {
-        "overall": _summary(correct, f1, n_boot, seed),
-        "closed": _summary(correct[kinds == "CLOSED"], f1[kinds == "CLOSED"], n_boot, seed),
-        "open": _summary(correct[kinds == "OPEN"], f1[kinds == "OPEN"], n_boot, seed),
-        "per_question_type": {
-            q: _summary(correct[qtypes == q], f1[qtypes == q], n_boot, seed)
-            for q in sorted(set(qtypes.tolist()))
+        "overall": sub(np.ones(len(items), bool)),
+        "closed": sub(kinds == "CLOSED"),
+        "open": sub(kinds == "OPEN"),
+        "per_question_type": {q: sub(qtypes == q) for q in sorted(set(qtypes.tolist()))},
+        "scoring": {
+            "accuracy": "exact match (case, punctuation and whitespace normalised): the headline",
+            "lenient_accuracy": "lenient: number words -> digits, articles dropped, yes/no folded",
         },
         "no_prediction": int(sum(p is None for p in predictions)),
     }
@@ -123,18 +146,25 @@ def markdown_report(report: dict) -> str:
         f"prediction (unreadable image): {m['no_prediction']}; gold answer out of the vocabulary "
         f"(counted wrong): {m.get('out_of_vocabulary', {}).get('overall', '-')}.",
         "",
-        "| subset | n | accuracy % | 95 % CI | token F1 % | 95 % CI | published acc. % |",
-        "|---|---|---|---|---|---|---|",
+        "| subset | n | exact match % | 95 % CI | lenient % | 95 % CI | token F1 % | 95 % CI "
+        "| published acc. % |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for key in ("closed", "open", "overall"):
         s = m[key]
         published = pub.get(key)
         lines.append(
             f"| {key} | {s['n']} | {_pct(s.get('accuracy'))} | {_ci(s, 'accuracy_ci95')} | "
+            f"{_pct(s.get('lenient_accuracy'))} | {_ci(s, 'lenient_accuracy_ci95')} | "
             f"{_pct(s.get('f1'))} | {_ci(s, 'f1_ci95')} | "
             f"{published if published is not None else '-'} |"
         )
     lines += [
+        "",
+        "Exact match (the headline, as METER / M3AE score): predicted and gold answer equal "
+        "after lower-casing and dropping punctuation and extra whitespace. Lenient (beside it, "
+        "not comparable to published numbers): also number words as digits, articles dropped, "
+        "yes/no variants folded.",
         "",
         "Published: BiomedCLIP + METER as reported in the LLaVA-Med paper (VQA-RAD open 67.6 / "
         "closed 79.8, SLAKE open 82.05 / closed 89.7); most published numbers use the closed-world "

@@ -43,6 +43,7 @@ class LabelledSet:
     loader: Callable[[Sequence[int]], list[ImageSource]] | None = None
     root: Path | None = None
     notes: list[str] = field(default_factory=list)
+    groups: list[str] | None = None  # items sharing a group never straddle a split
     _fingerprint: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -112,6 +113,7 @@ class LabelledSet:
             loader,
             self.root,
             list(self.notes),
+            [self.groups[i] for i in pos] if self.groups is not None else None,
         )
 
 
@@ -125,20 +127,37 @@ def hash_split(
     labels: np.ndarray,
     fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
     seed: int = 0,
+    groups: Sequence[str] | None = None,
 ) -> dict[str, list[int]]:
-    """Stratified train/val/test positions decided by a hash of each id (per class)."""
+    """Stratified train/val/test positions decided by a hash of each item's group (its id when
+    ``groups`` is None): per class (a group's class is that of its first item), groups in hash
+    order fill test, then val, then train, up to the fractions of the class's items. Items of one
+    group always land in the same split."""
     labels = np.asarray(labels)
     strata = labels.argmax(1) if labels.ndim == 2 else labels
+    keys = list(groups) if groups is not None else list(ids)
+    members: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        members.setdefault(k, []).append(i)
+    by_class: dict[int, list[str]] = {}
+    for k, m in members.items():
+        by_class.setdefault(int(strata[m[0]]), []).append(k)
     out: dict[str, list[int]] = {s: [] for s in SPLITS}
-    for c in np.unique(strata):
-        members = sorted(np.flatnonzero(strata == c), key=lambda i: _hash01(ids[i], seed))
-        n = len(members)
+    for c in sorted(by_class):
+        order = sorted(by_class[c], key=lambda k: (_hash01(k, seed), k))
+        n = sum(len(members[k]) for k in order)
         n_test = round(n * fractions[2])
         n_val = round(n * fractions[1])
-        out["test"] += members[:n_test]
-        out["val"] += members[n_test : n_test + n_val]
-        out["train"] += members[n_test + n_val :]
+        done = 0
+        for k in order:
+            split = "test" if done < n_test else "val" if done < n_test + n_val else "train"
+            out[split] += members[k]
+            done += len(members[k])
     return {s: sorted(int(i) for i in v) for s, v in out.items()}
+
+
+def n_groups(ds: LabelledSet) -> int:
+    return len(set(ds.groups)) if ds.groups is not None else len(ds)
 
 
 def split_set(full: LabelledSet, split: str, seed: int = 0) -> LabelledSet:
@@ -147,12 +166,13 @@ def split_set(full: LabelledSet, split: str, seed: int = 0) -> LabelledSet:
         return full
     if split not in SPLITS:
         raise InputError(f"{full.name}: unknown split {split!r} (use train, val, test or all)")
-    positions = hash_split(full.ids, full.labels, seed=seed)[split]
+    positions = hash_split(full.ids, full.labels, seed=seed, groups=full.groups)[split]
     if not positions:
         raise InputError(f"{full.name}: split {split!r} is empty ({len(full)} images in all)")
     out = full.subset(positions, split)
     out.notes.append(
-        "no official split: stratified 70/10/20 train/val/test by a hash of the image id"
+        f"no official split: stratified 70/10/20 train/val/test by a hash (seed {seed}) of each "
+        f"item's group; {len(full)} images in {n_groups(full)} groups"
     )
     return out
 

@@ -6,8 +6,9 @@ project's one table reader (:func:`biomedclip.tables.read_table`, its column con
 * one ``label`` column: single-label; with ``label_sep`` (e.g. ``"|"``) a multi-label set whose
   classes are every label seen; several label columns (``label_cols=["effusion", "edema"]``,
   values 0/1): a multi-label set with those classes.
-* an optional ``split`` column (train / val / test) is the official split; else
-  :func:`~.base.hash_split`.
+* an optional ``split`` column (train / val / test) is the official split, honoured exactly;
+  else :func:`~.base.hash_split`, by groups of ``group_col`` (``--group-by``, e.g. a patient
+  id) when given, so a group never straddles two splits.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from biomedclip.errors import InputError
 from biomedclip.eval.datasets.base import LabelledSet, require_file, split_set
+from biomedclip.eval.datasets.groups import column_groups
 from biomedclip.tables import read_table
 
 
@@ -35,6 +37,7 @@ def table_dataset(
     classes: Sequence[str] | None = None,
     name: str | None = None,
     seed: int = 0,
+    group_col: str | None = None,
 ) -> LabelledSet:
     """A labelled set from a table (see the module docstring for the columns)."""
     path = require_file(Path(table), name or str(table))
@@ -81,6 +84,10 @@ def table_dataset(
                 raise InputError(f"{path}: labels {unknown} not among the classes {classes}")
             labels = np.asarray([index[v] for v in raw], np.int64)
     full = LabelledSet(name, "all", classes, ids, labels, paths, root=path.parent)
+    if group_col is not None:
+        if group_col not in t.columns:
+            raise InputError(f"{path}: --group-by column {group_col!r} not found ({t.columns})")
+        full.groups = column_groups([_cell(r.meta[group_col]) for r in rows], group_col, path)
     if "split" in t.columns and split in ("train", "val", "test"):
         pos = [i for i, r in enumerate(rows) if _cell(r.meta.get("split")) == split]
         if not pos:
