@@ -108,7 +108,13 @@ def _features(out) -> torch.Tensor:
 
 
 def _open_clip(spec: str, device: str, cache_dir: str | None, settings) -> BaselineEncoder:
-    import open_clip
+    try:
+        import open_clip
+    except ImportError as e:
+        raise InputError(
+            f"open_clip:{spec}: open_clip baselines need open_clip_torch "
+            "(pip install 'biomedclip[eval,baselines]')"
+        ) from e
 
     name, pretrained = spec, None
     if not name.startswith(("hf-hub:", "local-dir:")) and "@" in name:
