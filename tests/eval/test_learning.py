@@ -84,8 +84,8 @@ def test_coop_learns_prompts_where_zero_shot_has_nothing_to_read(shapes_run, tmp
     no prompt can beat it by more than noise. Codes (as in a folder dataset whose classes are
     numbered) are what CoOp is for: every code tokenises to [UNK], zero-shot is chance, and
     class-specific context (CSC) has to learn each class's prompt from the 16 shots alone; it
-    reaches the class-mean ceiling (0.958 vs 0.950, AVX-512 and AVX2 alike). A unified context cannot separate
-    identical prompts, so it stays at chance: a check that the context really is shared.
+    reaches the class-mean ceiling (0.958 vs 0.950, AVX-512 and AVX2 alike). A unified context
+    cannot separate identical prompts, so it stays at chance: a check that the context is shared.
     """
     import biomedclip
     from biomedclip.embedding import Encoder
