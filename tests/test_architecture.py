@@ -20,6 +20,7 @@ ALLOWED = (
     "vqa/",  # fusion over token states, trained end to end
     "train/",  # the training step (gradients)
     "eval/coop",  # prompt learning (gradients through the text tower)
+    "eval/baselines.py",  # other models' towers (open_clip, transformers) behind one interface
 )
 MUST_USE_ENCODER = ("train/evaluate.py",)  # inference inside training still goes through it
 

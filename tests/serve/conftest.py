@@ -114,7 +114,8 @@ def tiny_index(tmp_path_factory, tiny_model_dir, example_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
-def server(tiny_model_dir, tiny_index, example_dir):
+def local_server(tiny_model_dir, tiny_index, example_dir):
+    """The single-process service (``server`` everywhere but tests/serve/test_ray.py)."""
     srv = start_server(
         model=str(tiny_model_dir),
         index=str(tiny_index),
@@ -124,6 +125,13 @@ def server(tiny_model_dir, tiny_index, example_dir):
     )
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def server(local_server):
+    """The service under test: ``url`` and ``runtime`` (the in-process model and engine that
+    expected values are computed with)."""
+    return local_server
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,10 @@ def test_health_models_metrics_openapi_and_app(http, server):
     metrics = http.get("/metrics")
     assert metrics.headers["content-type"].startswith("text/plain")
     assert "biomedclip_model_load_seconds" in metrics.text
-    assert 'biomedclip_requests_total{method="GET",route="/v1/models",status="200"}' in metrics.text
+    line = 'biomedclip_requests_total{method="GET",route="/v1/models",status="200"}'
+    # behind Ray Serve's proxy /metrics is one replica's, which may not have served /v1/models
+    family = line.split("{")[0] if getattr(server, "replicated", False) else line
+    assert family in metrics.text
     schema = http.get("/openapi.json").json()
     for path in ("/v1/embeddings", "/v1/classify", "/v1/search", "/v1/explain", "/v1/models"):
         assert path in schema["paths"]
@@ -39,7 +42,8 @@ def test_health_models_metrics_openapi_and_app(http, server):
         assert http.get(asset).status_code == 200
     rid = http.get("/health/live", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"]
     assert rid == "abc-123"
-    assert len(http.get("/health/live").headers["x-request-id"]) == 16
+    own = http.get("/health/live").headers["x-request-id"]  # one id, ours or Ray's proxy's
+    assert "," not in own and len(own) == (36 if getattr(server, "replicated", False) else 16)
 
 
 def test_text_embeddings_match_the_engine_float_and_base64(http, server):

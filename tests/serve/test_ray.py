@@ -1,16 +1,21 @@
 """``--engine ray --replicas 2``: the same API on Ray Serve (2 CPU replicas of the tiny model).
 
-Answers equal the single-process service; killing a replica loses no request that is retried.
+The single-process service's API and error tests run again here against the Ray deployment (in
+this module ``server`` is the Ray service, with the in-process runtime as the reference for
+expected values); answers equal the single-process service; killing a replica loses no request
+that is retried.
 """
 
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import httpx
 import numpy as np
 import pytest
 
+from tests.serve import test_api, test_errors
 from tests.serve.conftest import data_uri, png_bytes
 
 pytest.importorskip("ray.serve")
@@ -18,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def ray_url(tiny_model_dir, tiny_index, example_dir):
+def ray_service(tiny_model_dir, tiny_index, example_dir, local_server):
     import socket
 
     from biomedclip.serve import ServeSettings, ray_app
@@ -34,8 +39,37 @@ def ray_url(tiny_model_dir, tiny_index, example_dir):
         request_timeout_s=20,
     )
     url = ray_app.start(settings, replicas=2, port=port, cpus_per_replica=0.5)
-    yield url
+    yield SimpleNamespace(url=url, runtime=local_server.runtime, replicated=True)
     ray_app.stop()
+
+
+@pytest.fixture(scope="module")
+def server(ray_service):
+    return ray_service
+
+
+@pytest.fixture
+def http(server):
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        yield c
+
+
+# The same API tests as the single-process service (every route; every bad-input test that needs
+# no specially configured server), collected again in this module, where they meet the Ray service.
+SHARED_ERROR_TESTS = (
+    "test_embedding_request_errors",
+    "test_bad_images_name_the_input",
+    "test_classify_errors",
+    "test_search_errors",
+    "test_explain_errors",
+    "test_protocol_errors",
+    "test_unit_vectors_even_for_odd_images",
+)
+for _name, _test in [
+    *((n, f) for n, f in vars(test_api).items() if n.startswith("test_")),
+    *((n, getattr(test_errors, n)) for n in SHARED_ERROR_TESTS),
+]:
+    globals()[_name.replace("test_", "test_ray_", 1)] = _test
 
 
 def post(url: str, route: str, body: dict) -> dict:
@@ -44,7 +78,8 @@ def post(url: str, route: str, body: dict) -> dict:
     return res.json()
 
 
-def test_ray_replicas_answer_like_the_single_process_service(ray_url, server, example_image):
+def test_ray_replicas_answer_like_the_single_process_service(server, local_server, example_image):
+    ray_url, server = server.url, local_server
     assert httpx.get(ray_url + "/health/ready").status_code == 200
     img = data_uri(example_image, "image/jpeg")
     body = {"input": ["chest x-ray", img, "brain mri"]}
@@ -78,7 +113,8 @@ def test_ray_replicas_answer_like_the_single_process_service(ray_url, server, ex
     assert thumb is None or thumb.status_code == 200
 
 
-def test_killing_a_replica_loses_no_retried_request(ray_url):
+def test_killing_a_replica_loses_no_retried_request(server):
+    ray_url = server.url
     import ray
 
     from biomedclip.client import Client

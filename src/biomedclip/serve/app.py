@@ -41,8 +41,12 @@ classification, index search and explanations, with dynamic batching.
 """
 
 
-def create_app(settings: ServeSettings | None = None, load: bool = True) -> FastAPI:
-    """A FastAPI app serving ``settings.model``; ``load=False`` leaves loading to the caller."""
+def create_app(
+    settings: ServeSettings | None = None, load: bool = True, echo_request_id: bool = True
+) -> FastAPI:
+    """A FastAPI app serving ``settings.model``; ``load=False`` leaves loading to the caller;
+    ``echo_request_id=False`` when a proxy in front already returns ``X-Request-ID`` (Ray
+    Serve's does: the client's id, or its own), so that a response carries exactly one."""
     settings = settings or ServeSettings()
     metrics = Metrics()
     runtime = Runtime(settings, metrics)
@@ -90,7 +94,8 @@ def create_app(settings: ServeSettings | None = None, load: bool = True) -> Fast
         )
         method = request.method if request.method in METHODS else "other"
         metrics.request(name, method, response.status_code, seconds)
-        response.headers["X-Request-ID"] = rid
+        if echo_request_id:
+            response.headers["X-Request-ID"] = rid
         log.info(
             "rid=%s %s %s -> %d in %.1f ms",
             rid,

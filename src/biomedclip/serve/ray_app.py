@@ -41,7 +41,8 @@ def _deployment():
             from biomedclip.serve.app import configure_logging, create_app
 
             configure_logging("warning")
-            app = create_app(self.settings, load=False)
+            # Ray's proxy answers with X-Request-ID itself (and forwards the client's id)
+            app = create_app(self.settings, load=False, echo_request_id=False)
             rt = app.state.runtime
             rt.load()  # blocking: Ray marks the replica ready only once it can answer
             if rt.error:
