@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
 SHARED = Path(os.environ.get("BIOMEDCLIP_SHARED_DATA", ROOT.parent / "shared" / "data"))
 REQUIRE_SHARED = os.environ.get("BIOMEDCLIP_REQUIRE_SHARED_DATA") == "1"
 HUB_DIR = SHARED / "biomedclip_hub"
@@ -23,6 +24,19 @@ def shared_path(*parts: str) -> Path:
             pytest.fail(msg + " (BIOMEDCLIP_REQUIRE_SHARED_DATA=1)")
         pytest.skip(msg)
     return path
+
+
+def run_main(capsys, *argv) -> tuple[int, str, str]:
+    """``biomedclip ARGV`` in this process: (exit code, stdout, stderr). An argparse exit (usage
+    error, --help) gives its code like the console script would."""
+    from biomedclip.cli.main import main
+
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
 @pytest.fixture(scope="session")
@@ -176,3 +190,63 @@ def shapes_run(tmp_path_factory) -> dict:
         "checkpoints": {s: run / "checkpoints" / f"step_{s:08d}" for s in steps},
         "evals": {m["step"]: m for m in metrics if "val_zeroshot_accuracy" in m},
     }
+
+
+# ---- parallel runs: pytest-xdist workers (addopts in pyproject.toml) -------------------------------
+
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    # one torch thread per worker (read when torch loads, after this file): the tests' small
+    # tensors gain nothing from a second thread, and two workers x two OpenMP threads on two
+    # cores spin against each other (measured: a small training loop 3.5 s alone, 12.4 s so)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# the test files that use the session's trained shapes model (`shapes_run`): one work unit, so one
+# worker trains it once; a test elsewhere that asks for it fails at collection until listed here
+SHAPES_RUN_FILES = ("tests/eval/test_learning.py", "tests/train/test_learning.py")
+# folders whose files share costly session fixtures (export: the full-size model and its reference
+# embeddings): each folder is one work unit
+SHARED_FIXTURE_DIRS = ("tests/export/",)
+
+
+def work_unit(nodeid: str) -> str:
+    """The xdist work unit of a test: its file (module fixtures are built once), its folder in
+    SHARED_FIXTURE_DIRS, or `shapes_run`."""
+    path = nodeid.split("::")[0]
+    if path in SHAPES_RUN_FILES:
+        return "shapes_run"
+    return next((d for d in SHARED_FIXTURE_DIRS if path.startswith(d)), path)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Whole work units go to one worker, in the order the workers collected them."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WorkUnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return WorkUnitScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Units holding `slow` tests run first under xdist, the shapes model's first of all: the
+    longest units start early, so no worker finishes long after the other."""
+    strays = [
+        i.nodeid
+        for i in items
+        if "shapes_run" in i.fixturenames and work_unit(i.nodeid) != "shapes_run"
+    ]
+    if strays:
+        raise pytest.UsageError(f"add to SHAPES_RUN_FILES in tests/conftest.py: {strays}")
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return
+    units: dict[str, list] = {}
+    for item in items:
+        units.setdefault(work_unit(item.nodeid), []).append(item)
+
+    def heavy_first(name: str) -> tuple[int, str]:
+        slow = any(i.get_closest_marker("slow") for i in units[name])
+        return (0 if name == "shapes_run" else 1 if slow else 2, name)
+
+    items[:] = [i for name in sorted(units, key=heavy_first) for i in units[name]]

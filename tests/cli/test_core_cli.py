@@ -9,12 +9,7 @@ import torch
 
 import biomedclip
 from biomedclip.cli.main import COMMANDS, main
-
-
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from tests.conftest import run_main
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -26,7 +21,7 @@ def test_every_command_has_help(capsys, command):
 
 
 def test_classify_examples_json(capsys, tiny_model_dir, example_images):
-    code, out, _ = run_cli(
+    code, out, _ = run_main(
         capsys,
         "classify",
         *example_images,
@@ -56,7 +51,7 @@ def test_classify_table_and_bad_file(capsys, tiny_model_dir, example_images, tmp
     bad = tmp_path / "truncated.jpg"
     bad.write_bytes(example_images[0].read_bytes()[:200])
     missing = tmp_path / "missing.png"
-    code, out, err = run_cli(
+    code, out, err = run_main(
         capsys,
         "classify",
         example_images[0],
@@ -76,14 +71,14 @@ def test_classify_table_and_bad_file(capsys, tiny_model_dir, example_images, tmp
 
 @pytest.mark.parametrize("labels", ["", "a,,b", " , "])
 def test_classify_refuses_empty_labels(capsys, tiny_model_dir, example_images, labels):
-    code, _, err = run_cli(
+    code, _, err = run_main(
         capsys, "classify", example_images[0], "--labels", labels, "--model", tiny_model_dir
     )
     assert code == 2 and ("empty" in err.lower() or "no labels" in err.lower())
 
 
 def test_info_json(capsys, tiny_model_dir):
-    code, out, _ = run_cli(capsys, "info", "--model", tiny_model_dir, "--json")
+    code, out, _ = run_main(capsys, "info", "--model", tiny_model_dir, "--json")
     d = json.loads(out)
     assert code == 0 and d["embed_dim"] == 32 and len(d["sha256"]) == 64
     assert d["parameters"]["total"] == d["parameters"]["image"] + d["parameters"]["text"] + 1
@@ -101,7 +96,7 @@ def test_convert_bin_to_safetensors(capsys, tiny_model_dir, tmp_path):
     (src / "open_clip_config.json").write_text(
         (tiny_model_dir / "open_clip_config.json").read_text()
     )
-    code, out, _ = run_cli(
+    code, out, _ = run_main(
         capsys,
         "convert",
         src / "open_clip_pytorch_model.bin",
@@ -117,7 +112,7 @@ def test_convert_bin_to_safetensors(capsys, tiny_model_dir, tmp_path):
 
 
 def test_missing_model_is_a_clear_error(capsys, tmp_path, example_images):
-    code, _, err = run_cli(
+    code, _, err = run_main(
         capsys, "classify", example_images[0], "--labels", "a, b", "--model", tmp_path / "nowhere"
     )
     assert code == 2 and "nowhere" in err and "no such file or directory" in err
@@ -130,7 +125,7 @@ def test_classify_full_architecture_checkpoint(capsys, tmp_path, hub_dir, exampl
     model = biomedclip.create_model()
     _, _, tok = biomedclip.load(biomedclip.ModelConfig.tiny(), tokenizer=hub_dir)
     model.save_pretrained(tmp_path / "full", tokenizer=tok)
-    code, out, _ = run_cli(
+    code, out, _ = run_main(
         capsys,
         "classify",
         *example_images,

@@ -14,6 +14,7 @@ import pytest
 
 from biomedclip.embedding import read_embeddings, read_manifest
 from biomedclip.embedding.store import BATCH_RE, DatasetInfo, EmbeddingWriter, part_files
+from tests.conftest import run_main
 
 from .conftest import make_image
 
@@ -61,7 +62,9 @@ def many_images(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigkill_mid_run_then_resume_equals_uninterrupted(tiny_model_dir, many_images, tmp_path):
+def test_sigkill_mid_run_then_resume_equals_uninterrupted(
+    capsys, tiny_model_dir, many_images, tmp_path
+):
     out = tmp_path / "killed"
     proc = subprocess.Popen(
         embed_cmd(tiny_model_dir, many_images, out),
@@ -103,11 +106,9 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(tiny_model_dir, many_i
     assert read_manifest(out)["complete"] and read_manifest(out)["count"] == 160
     resumed = by_id(out)
 
-    fresh_dir = tmp_path / "fresh"
-    done = subprocess.run(
-        embed_cmd(tiny_model_dir, many_images, fresh_dir), capture_output=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr.decode()
+    fresh_dir = tmp_path / "fresh"  # uninterrupted, in this process
+    code, _, err = run_main(capsys, *embed_cmd(tiny_model_dir, many_images, fresh_dir)[3:])
+    assert code == 0, err
     fresh = by_id(fresh_dir)
     assert sorted(resumed) == sorted(fresh) and len(fresh) == 160
     for k, v in fresh.items():

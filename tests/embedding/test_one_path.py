@@ -11,19 +11,13 @@ import torch
 from PIL import Image
 
 import biomedclip
-from biomedclip.cli.main import main as cli_main
 from biomedclip.embedding import EmbedConfig, Encoder, EncoderSettings, embed_to_dataset, sources
 from biomedclip.imaging import ReadOptions
+from tests.conftest import run_main
 from tests.imaging.conftest import slide_levels  # noqa: F401 - fixture
 from tests.imaging.helpers import dicom_file
 
 LABELS = "adenocarcinoma histopathology, brain mri, chest x ray"
-
-
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    code = cli_main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +27,7 @@ def tiny(tiny_model_dir):
 
 def test_the_library_classifies_a_slide_as_the_cli_does(capsys, tiny, tiny_model_dir, slide_levels):  # noqa: F811
     path, _ = slide_levels
-    code, out, _ = run_cli(
+    code, out, _ = run_main(
         capsys, "classify", path, "--labels", LABELS, "--model", tiny_model_dir,
         "--magnification", "10", "--tile-size", "112", "--json",
     )  # fmt: skip
@@ -57,8 +51,8 @@ def test_embed_takes_the_medical_image_options(capsys, tiny_model_dir, tmp_path)
     multi = dicom_file("SC_rgb_rle_2frame.dcm")
     each, mean = tmp_path / "each.json", tmp_path / "mean.json"
     args = ("--frames", "all", "--model", tiny_model_dir, "--no-progress")
-    assert run_cli(capsys, "embed", multi, "--parts", "each", "--out", each, *args)[0] == 0
-    assert run_cli(capsys, "embed", multi, "--out", mean, *args)[0] == 0
+    assert run_main(capsys, "embed", multi, "--parts", "each", "--out", each, *args)[0] == 0
+    assert run_main(capsys, "embed", multi, "--out", mean, *args)[0] == 0
     rows = json.loads(each.read_text())["items"]
     assert [r["id"] for r in rows] == [f"{multi}#frame=0", f"{multi}#frame=1"]
     (avg,) = json.loads(mean.read_text())["items"]
@@ -69,8 +63,8 @@ def test_embed_takes_the_medical_image_options(capsys, tiny_model_dir, tmp_path)
     ct = dicom_file("CT_small.dcm")
     lung, plain = tmp_path / "lung.npy", tmp_path / "plain.npy"
     base = ("--model", tiny_model_dir, "--no-progress")
-    assert run_cli(capsys, "embed", ct, "--window", "lung", "--out", lung, *base)[0] == 0
-    assert run_cli(capsys, "embed", ct, "--out", plain, *base)[0] == 0
+    assert run_main(capsys, "embed", ct, "--window", "lung", "--out", lung, *base)[0] == 0
+    assert run_main(capsys, "embed", ct, "--out", plain, *base)[0] == 0
     assert float(np.load(lung)[0] @ np.load(plain)[0]) < 0.99999
 
 
@@ -92,7 +86,7 @@ def test_precision_means_autocast_in_every_command(capsys, tiny_model_dir, tmp_p
         assert common.settings_from_args(args).precision == "bf16"
     model, _, _ = common.load_from_args(parser.parse_args(["info", "--model", str(tiny_model_dir)]))
     assert model.dtype == torch.float32  # weights stay fp32; precision is the encoder's autocast
-    code, _, err = run_cli(
+    code, _, err = run_main(
         capsys,
         "classify",
         img,

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from biomedclip.train.shapes import COLOURS, SHAPES
+from tests.conftest import run_main
 from tests.train.conftest import run_cli
 
 REPO_CONFIG = "configs/tiny_cpu.yaml"
@@ -97,7 +98,7 @@ def test_each_label_heatmap_sits_on_its_own_shape(shapes_model):
 
 
 @pytest.mark.slow  # trains its model for about a minute
-def test_cli_writes_png_and_grid(shapes_model, tmp_path):
+def test_cli_writes_png_and_grid(capsys, shapes_model, tmp_path):
     img = compose(("red", "square"), ("blue", "cross"))
     img.save(tmp_path / "pair.png")
     shapes_model.save_pretrained(tmp_path / "model", tokenizer=shapes_model.tokenizer)
@@ -119,9 +120,9 @@ def test_cli_writes_png_and_grid(shapes_model, tmp_path):
         "--model",
         str(tmp_path / "model"),
     ]
-    proc = run_cli(args, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = json.loads(proc.stdout)["explanations"]
+    code, out, err = run_main(capsys, *args)
+    assert code == 0, err[-2000:]
+    rows = json.loads(out)["explanations"]
     assert [(r["method"], r["text"]) for r in rows] == [
         ("grad-cam", "red square"),
         ("grad-cam", "blue cross"),
@@ -133,8 +134,8 @@ def test_cli_writes_png_and_grid(shapes_model, tmp_path):
         assert png.format == "PNG" and png.size[0] == png.size[1] >= 32
         assert np.load(r["grid"]).shape == (4, 4) == tuple(r["grid_shape"])
     assert rows[0]["peak"][1] < 2 and rows[1]["peak"][1] >= 2  # grad-cam: left, right
-    bad = run_cli(["explain", str(tmp_path / "nope.png"), "--text", "x"], timeout=120)
-    assert bad.returncode == 2 and "nope.png" in bad.stderr
+    code, _, err = run_main(capsys, "explain", tmp_path / "nope.png", "--text", "x")
+    assert code == 2 and "nope.png" in err
 
 
 def test_overlay_and_model_view():

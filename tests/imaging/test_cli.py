@@ -11,25 +11,18 @@ import torch
 from PIL import Image
 
 import biomedclip
-from biomedclip.cli.main import main
 from biomedclip.cli.show import model_view
 from biomedclip.config import PreprocessConfig
 from biomedclip.imaging import read_image
+from tests.conftest import run_main
 from tests.imaging.helpers import dicom_file
-
-
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
 
 LABELS = "chest ct, brain mri, histopathology"
 
 
 def test_classify_ct_with_lung_window(capsys, tiny_model_dir):
     ct = dicom_file("CT_small.dcm")
-    code, out, _ = run_cli(
+    code, out, _ = run_main(
         capsys,
         "classify",
         ct,
@@ -57,7 +50,7 @@ def test_classify_ct_with_lung_window(capsys, tiny_model_dir):
     for item in res["top"]:
         assert item["prob"] == pytest.approx(probs[item["label"]], abs=1e-5)
     # a different window changes what the model sees
-    code, out2, _ = run_cli(
+    code, out2, _ = run_main(
         capsys,
         "classify",
         ct,
@@ -77,7 +70,7 @@ def test_classify_frames_and_bad_files(capsys, tiny_model_dir, tmp_path):
     report = dicom_file("rtplan.dcm")
     empty = tmp_path / "empty.dcm"
     empty.write_bytes(b"")
-    code, out, err = run_cli(
+    code, out, err = run_main(
         capsys,
         "classify",
         multi,
@@ -101,7 +94,7 @@ def test_classify_frames_and_bad_files(capsys, tiny_model_dir, tmp_path):
     ]
     assert {e["image"] for e in data["errors"]} == {str(report), str(empty)}
     assert "no pixel data" in err and "empty" in err
-    code, out, _ = run_cli(
+    code, out, _ = run_main(
         capsys, "classify", multi, "--labels", LABELS, "--frames", "all", "--model", tiny_model_dir
     )
     assert code == 0 and "SC_rgb_rle_2frame.dcm [frame 1]" in out  # not eaten as rich markup
@@ -109,7 +102,7 @@ def test_classify_frames_and_bad_files(capsys, tiny_model_dir, tmp_path):
 
 def test_classify_slide_aggregates_tiles(capsys, tiny_model_dir, slide_levels):
     path, _ = slide_levels
-    code, out, _ = run_cli(
+    code, out, _ = run_main(
         capsys,
         "classify",
         path,
@@ -140,7 +133,7 @@ def test_classify_slide_aggregates_tiles(capsys, tiny_model_dir, slide_levels):
     assert [t["prob"] for t in res["top_tiles"]] == pytest.approx(top, abs=1e-5)
     coords = {(it["x"], it["y"]) for it in rec.metadata["items"]}
     assert all((t["x"], t["y"]) in coords for t in res["top_tiles"])
-    code, out, _ = run_cli(
+    code, out, _ = run_main(
         capsys, "classify", path, "--labels", LABELS, "--model", tiny_model_dir, "--max-tiles", "4"
     )
     assert code == 0 and "slide, mean over tiles" in out and "top tiles" in out
@@ -149,7 +142,7 @@ def test_classify_slide_aggregates_tiles(capsys, tiny_model_dir, slide_levels):
 def test_show_writes_what_the_model_sees(capsys, tmp_path, tiny_model_dir):
     ct = dicom_file("CT_small.dcm")
     out_png = tmp_path / "preview.png"
-    code, out, _ = run_cli(capsys, "show", ct, "--out", out_png, "--window", "lung")
+    code, out, _ = run_main(capsys, "show", ct, "--out", out_png, "--window", "lung")
     assert code == 0 and "C=-600 W=1500" in out
     written = Image.open(out_png)
     assert written.size == (224, 224) and written.mode == "RGB"
@@ -159,7 +152,7 @@ def test_show_writes_what_the_model_sees(capsys, tmp_path, tiny_model_dir):
     _, preprocess, _ = biomedclip.load(tiny_model_dir)
     small = tmp_path / "small.png"
     assert (
-        run_cli(capsys, "show", ct, "--out", small, "--window", "lung", "--model", tiny_model_dir)[
+        run_main(capsys, "show", ct, "--out", small, "--window", "lung", "--model", tiny_model_dir)[
             0
         ]
         == 0
@@ -173,7 +166,7 @@ def test_show_writes_what_the_model_sees(capsys, tmp_path, tiny_model_dir):
     # several frames -> a grid; errors exit 2 with a message
     grid_png = tmp_path / "grid.png"
     assert (
-        run_cli(
+        run_main(
             capsys,
             "show",
             dicom_file("SC_rgb_rle_2frame.dcm"),
@@ -187,5 +180,5 @@ def test_show_writes_what_the_model_sees(capsys, tmp_path, tiny_model_dir):
         == 0
     )
     assert Image.open(grid_png).size == (2 * 64 + 3 * 4, 64 + 2 * 4)
-    code, _, err = run_cli(capsys, "show", dicom_file("rtplan.dcm"), "--out", tmp_path / "x.png")
+    code, _, err = run_main(capsys, "show", dicom_file("rtplan.dcm"), "--out", tmp_path / "x.png")
     assert code == 2 and "no pixel data" in err and not (tmp_path / "x.png").exists()

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import biomedclip
-from biomedclip.cli.main import main
 from biomedclip.index import ModelMismatchError, Searcher, VectorIndex, build_index
 from biomedclip.index.manifest import IndexManifest
 from biomedclip.index.search import model_identity
+from tests.conftest import run_main
 
 from .conftest import brute_force_top_k, write_engine_dataset
 
@@ -140,18 +140,12 @@ def test_model_identity_of_loaded_model(loaded, tiny_model_dir):
 # ---- CLI --------------------------------------------------------------------------------------
 
 
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_cli_build_info_search_add(capsys, corpus, tmp_path, tiny_model_dir):
     emb = corpus["dir"] / "emb"
-    code, out, _ = run_cli(capsys, "index", "build", emb, "--out", tmp_path / "idx", "--json")
+    code, out, _ = run_main(capsys, "index", "build", emb, "--out", tmp_path / "idx", "--json")
     assert code == 0 and json.loads(out)["kind"] == "flat" and json.loads(out)["count"] == 19
     assert json.loads(out)["tuning"]["exact"] is True
-    code, out, _ = run_cli(
+    code, out, _ = run_main(
         capsys,
         "index",
         "build",
@@ -165,11 +159,11 @@ def test_cli_build_info_search_add(capsys, corpus, tmp_path, tiny_model_dir):
         "--json",
     )
     assert code == 0 and json.loads(out)["params"]["m"] == 8
-    code, out, _ = run_cli(capsys, "index", "info", tmp_path / "idx")
+    code, out, _ = run_main(capsys, "index", "info", tmp_path / "idx")
     assert code == 0 and "flat" in out and "19" in out
 
     # text and image queries; the model defaults to the index's
-    code, out, _ = run_cli(
+    code, out, _ = run_main(
         capsys,
         "search",
         "brain mri",
@@ -187,7 +181,7 @@ def test_cli_build_info_search_add(capsys, corpus, tmp_path, tiny_model_dir):
     assert all(len(r["results"]) == 3 for r in res)
     assert res[1]["results"][0]["id"] == corpus["images"][0].name
     assert {"rank", "score", "id", "path", "text", "modality"} <= set(res[0]["results"][0])
-    code, out, _ = run_cli(
+    code, out, _ = run_main(
         capsys,
         "search",
         "brain mri",
@@ -199,7 +193,7 @@ def test_cli_build_info_search_add(capsys, corpus, tmp_path, tiny_model_dir):
         "text",
     )
     assert code == 0 and "brain mri" in out and "image" not in out.split("query")[1]
-    code, out, _ = run_cli(  # metadata filter + autocast precision + image options
+    code, out, _ = run_main(  # metadata filter + autocast precision + image options
         capsys,
         "search",
         "--image",
@@ -217,21 +211,21 @@ def test_cli_build_info_search_add(capsys, corpus, tmp_path, tiny_model_dir):
     res = json.loads(out)[0]["results"]
     assert code == 0 and res[0]["id"] == corpus["images"][1].name
     assert {r["modality"] for r in res} == {"image"}
-    code, _, err = run_cli(capsys, "search", "x", "--index", tmp_path / "idx", "--where", "nope=1")
+    code, _, err = run_main(capsys, "search", "x", "--index", tmp_path / "idx", "--where", "nope=1")
     assert code == 2 and "unknown column 'nope'" in err
 
     # add: new rows are searchable, repeated rows skipped
     new = write_engine_dataset(
         tmp_path / "more", ["n1", "n2"], corpus["vectors"][:2] * -1, model=str(tiny_model_dir)
     )
-    code, out, _ = run_cli(capsys, "index", "add", new, "--index", tmp_path / "idx", "--json")
+    code, out, _ = run_main(capsys, "index", "add", new, "--index", tmp_path / "idx", "--json")
     assert code == 0 and json.loads(out) == {
         "added": 2,
         "skipped_duplicates": 0,
         "total": 21,
         "index": str(tmp_path / "idx"),
     }
-    code, out, _ = run_cli(capsys, "index", "add", new, "--index", tmp_path / "idx")
+    code, out, _ = run_main(capsys, "index", "add", new, "--index", tmp_path / "idx")
     assert code == 0 and "added 0" in out
     assert len(VectorIndex.open(tmp_path / "idx")) == 21
 
@@ -242,13 +236,13 @@ def test_cli_refuses_other_model_and_bad_input(capsys, corpus, tmp_path, tiny_to
     biomedclip.BiomedCLIP(
         biomedclip.ModelConfig.tiny(vocab_size=tiny_tokenizer.vocab_size)
     ).save_pretrained(other, tokenizer=tiny_tokenizer)
-    code, _, err = run_cli(
+    code, _, err = run_main(
         capsys, "search", "brain", "--index", corpus["dir"] / "idx", "--model", other
     )
     assert code == 2 and "other_model" in err and "tiny_model" in err
-    code, _, err = run_cli(capsys, "search", "--index", corpus["dir"] / "idx")
+    code, _, err = run_main(capsys, "search", "--index", corpus["dir"] / "idx")
     assert code == 2 and "QUERY" in err
-    code, _, err = run_cli(capsys, "search", "x", "--index", tmp_path / "nowhere")
+    code, _, err = run_main(capsys, "search", "x", "--index", tmp_path / "nowhere")
     assert code == 2 and "not an index directory" in err
-    code, _, err = run_cli(capsys, "index", "build", tmp_path / "nowhere", "--out", tmp_path / "i")
+    code, _, err = run_main(capsys, "index", "build", tmp_path / "nowhere", "--out", tmp_path / "i")
     assert code == 2 and "manifest" in err

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.train.conftest import run_cli
+from tests.conftest import run_main
 from tests.vqa.conftest import tiny_vqa_config
 
 
@@ -28,28 +28,14 @@ def trained(tmp_path_factory, vqa_rad_dir, hub_tokenizer_dir):
     return out
 
 
-def test_eval_writes_reports(trained, vqa_rad_dir):
+def test_eval_writes_reports(capsys, trained, vqa_rad_dir):
     out = trained / "report"
-    proc = run_cli(
-        [
-            "vqa",
-            "eval",
-            "--model",
-            str(trained / "run" / "final"),
-            "--dataset",
-            "vqa_rad",
-            "--root",
-            str(vqa_rad_dir),
-            "--out",
-            str(out),
-            "--bootstrap",
-            "100",
-            "--json",
-        ],
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    report = json.loads(proc.stdout)
+    code, stdout, stderr = run_main(
+        capsys, "vqa", "eval", "--model", trained / "run" / "final", "--dataset", "vqa_rad",
+        "--root", vqa_rad_dir, "--out", out, "--bootstrap", "100", "--json",
+    )  # fmt: skip
+    assert code == 0, stderr[-2000:]
+    report = json.loads(stdout)
     assert report["vocabulary"] == "closed-world" and report["metrics"]["overall"]["n"] == 451
     # closed-world vocabulary: every test answer is in it
     assert report["metrics"]["out_of_vocabulary"]["overall"] == 0
@@ -60,29 +46,31 @@ def test_eval_writes_reports(trained, vqa_rad_dir):
     assert len(rows) == 451 and json.loads(rows[0])["top"]
 
 
-def test_ask_dicom_json_and_errors(trained):
+def test_ask_dicom_json_and_errors(capsys, trained):
     pydicom = pytest.importorskip("pydicom")
     dcm = pydicom.data.get_testdata_file("CT_small.dcm")
     model = str(trained / "run" / "final")
-    proc = run_cli(
-        ["vqa", "ask", dcm, "Is there a mass?", "--model", model, "--top-k", "3", "--json"]
+    code, out, err = run_main(
+        capsys, "vqa", "ask", dcm, "Is there a mass?", "--model", model, "--top-k", "3", "--json"
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    answers = json.loads(proc.stdout)["answers"]
+    assert code == 0, err[-2000:]
+    answers = json.loads(out)["answers"]
     assert len(answers) == 3 and all(0 <= a["probability"] <= 1 for a in answers)
-    proc = run_cli(["vqa", "ask", str(trained / "nope.png"), "Is there a mass?", "--model", model])
-    assert proc.returncode == 2 and "nope.png" in proc.stderr
-    proc = run_cli(["vqa", "ask", dcm, "Q?", "--model", str(trained)])
-    assert proc.returncode == 2 and "not a VQA model" in proc.stderr
+    code, _, err = run_main(capsys, "vqa", "ask", trained / "nope.png", "Is it?", "--model", model)
+    assert code == 2 and "nope.png" in err
+    code, _, err = run_main(capsys, "vqa", "ask", dcm, "Q?", "--model", trained)
+    assert code == 2 and "not a VQA model" in err
 
 
-def test_help_has_examples():
+def test_help_has_examples(capsys):
     for cmd in ("train", "eval", "ask"):
-        proc = run_cli(["vqa", cmd, "--help"])
-        assert proc.returncode == 0 and "examples:" in proc.stdout
+        code, out, _ = run_main(capsys, "vqa", cmd, "--help")
+        assert code == 0 and "examples:" in out
 
 
-def test_eval_files_windows_separators_and_unreadable_images(trained, vqa_rad_dir, tmp_path):
+def test_eval_files_windows_separators_and_unreadable_images(
+    capsys, trained, vqa_rad_dir, tmp_path
+):
     import shutil
 
     model = str(trained / "run" / "final")
@@ -94,21 +82,21 @@ def test_eval_files_windows_separators_and_unreadable_images(trained, vqa_rad_di
     rows += [f"imgs\\{p.name},Is there a fracture?,no,CLOSED" for p in images]
     (tmp_path / "ok.csv").write_text("\n".join(rows) + "\n")
     base = ["vqa", "eval", "--model", model, "--dataset", "files", "--bootstrap", "10", "--json"]
-    proc = run_cli([*base, "--file", str(tmp_path / "ok.csv")])
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    m = json.loads(proc.stdout)["metrics"]
+    code, out, err = run_main(capsys, *base, "--file", tmp_path / "ok.csv")
+    assert code == 0, err[-2000:]
+    m = json.loads(out)["metrics"]
     assert m["overall"]["n"] == 3 and m["no_prediction"] == 0
     assert {"accuracy", "exact_match", "lenient_accuracy"} <= set(m["overall"])
 
     (tmp_path / "imgs" / "broken.jpg").write_bytes(b"not a jpeg")
     (tmp_path / "some.csv").write_text("\n".join(rows + ["imgs\\broken.jpg,Q?,yes,CLOSED"]) + "\n")
-    proc = run_cli([*base, "--file", str(tmp_path / "some.csv")])
-    assert proc.returncode == 1 and json.loads(proc.stdout)["metrics"]["no_prediction"] == 1
-    proc = run_cli([*base[:-1], "--file", str(tmp_path / "some.csv")])
-    assert proc.returncode == 1 and "1 question(s) without a prediction" in proc.stdout
+    code, out, _ = run_main(capsys, *base, "--file", tmp_path / "some.csv")
+    assert code == 1 and json.loads(out)["metrics"]["no_prediction"] == 1
+    code, out, _ = run_main(capsys, *base[:-1], "--file", tmp_path / "some.csv")
+    assert code == 1 and "1 question(s) without a prediction" in out
 
     (tmp_path / "none.csv").write_text(
         "image_path,question,answer\nimgs\\broken.jpg,Q?,yes\nimgs\\gone.jpg,Q?,no\n"
     )
-    proc = run_cli([*base, "--file", str(tmp_path / "none.csv")])
-    assert proc.returncode == 2 and "broken.jpg" in proc.stderr and "could be read" in proc.stderr
+    code, _, err = run_main(capsys, *base, "--file", tmp_path / "none.csv")
+    assert code == 2 and "broken.jpg" in err and "could be read" in err
