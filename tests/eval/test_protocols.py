@@ -149,3 +149,25 @@ def test_coop_context_gets_gradients_and_the_model_stays_frozen(tiny_encoder):
     np.testing.assert_allclose(np.linalg.norm(weights, axis=1), 1, atol=1e-5)
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_coop_keeps_the_best_validation_epoch_and_breaks_ties_by_loss(tiny_encoder):
+    """Model selection: the epoch of the highest validation accuracy; among epochs tied on it
+    (a random tiny model ties on almost every epoch), the one of the lowest validation loss."""
+    from biomedclip.eval.coop import CoOpSettings, learn_prompts
+
+    names = ["red circle", "blue square", "green cross"]
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, tiny_encoder.dim)).astype(np.float32)
+    y = np.arange(12) % 3
+    _, _, info = learn_prompts(
+        tiny_encoder.model, tiny_encoder.tokenizer, names, x, y,
+        CoOpSettings(n_ctx=4, epochs=8, batch_size=4), seed=0, X_val=x[:6], y_val=y[:6],
+    )  # fmt: skip
+    acc, loss = info["val_accuracy"], info["val_loss"]
+    assert len(acc) == len(loss) == 8
+    best = max(range(8), key=lambda e: (acc[e], -loss[e]))
+    assert info["best_epoch"] == best + 1
+    tied = [e for e in range(8) if acc[e] == acc[best]]
+    assert loss[best] == min(loss[e] for e in tied)
+    assert len(tied) > 1 and info["best_epoch"] > 1  # the first of the tied epochs lost

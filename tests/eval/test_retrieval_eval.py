@@ -106,12 +106,26 @@ def test_medicat_sample_with_tiny_model_matches_brute_force(tiny):
         img = model.encode_image(pix).numpy()
         tb = tokenizer([p.caption for p in pairs], warn=False)
         txt = model.encode_text(tb.input_ids, tb.attention_mask).numpy()
-    i2t, t2i = numpy_ranks(img, txt), numpy_ranks(txt, img)
-    assert report.ranks["image_to_text"] == (i2t + 1).tolist()
-    assert report.ranks["text_to_image"] == (t2i + 1).tolist()
-    want = {**numpy_metrics(i2t, "image_to_text"), **numpy_metrics(t2i, "text_to_image")}
-    for key, value in want.items():
-        assert report.metrics[key] == pytest.approx(value), key
+    # a random tiny model's embeddings lie close together: the engine's batches of 4 and this
+    # one batch may order two keys within float rounding of each other either way
+    for name, queries, keys in (("image_to_text", img, txt), ("text_to_image", txt, img)):
+        ranks = np.asarray(report.ranks[name])
+        low, high = rank_bounds(queries, keys, tol=2e-6)
+        assert ((low <= ranks) & (ranks <= high)).all(), (name, ranks, low, high)
+        assert (low == high).sum() >= 7  # most ranks are not near-ties: the check has teeth
+        for key, value in numpy_metrics(ranks - 1, name).items():
+            assert report.metrics[key] == pytest.approx(value), key
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def rank_bounds(queries: np.ndarray, keys: np.ndarray, tol: float) -> tuple[np.ndarray, ...]:
+    """1-based rank of key i for query i, lowest and highest within ``tol`` of similarity."""
+    s = unit(queries) @ unit(keys).T
+    own = np.diag(s)[:, None]
+    return 1 + (s > own + tol).sum(1), (s >= own - tol).sum(1)
 
 
 def test_cli_eval_retrieval_on_medicat(capsys, tiny_model_dir, tmp_path):

@@ -13,7 +13,8 @@ and 200 at 16 (:func:`epochs_for`). The image tower and the model stay frozen: t
 are the cached features, so a step costs one text forward/backward over the class prompts. The
 loss is cross-entropy of ``logit_scale * image @ normalise(text).T``. Model selection: with a
 validation split, ``min(k, 4)`` images per class are drawn from it (CoOp's few-shot validation)
-and the context of the epoch with the best validation accuracy is kept.
+and the context of the epoch with the best validation accuracy is kept; among epochs tied on
+accuracy (common with 4 images per class), the one with the lowest validation loss.
 """
 
 from __future__ import annotations
@@ -143,8 +144,8 @@ def learn_prompts(
                    torch.from_numpy(np.asarray(y_val, np.int64)).to(dev))  # fmt: skip
         scale = float(model.logit_scale.detach().exp())
         gen = torch.Generator().manual_seed(seed)
-        losses, val_acc = [], []
-        best = (-1.0, None, 0)
+        losses, val_acc, val_losses = [], [], []
+        best = ((-1.0, 0.0), None, 0)
         step = 0
         with torch.enable_grad():
             for epoch in range(epochs):
@@ -163,10 +164,15 @@ def learn_prompts(
                 if val is not None:
                     with torch.no_grad():
                         w = learner()
-                        acc = float(((val[0] @ w.T).argmax(1) == val[1]).float().mean())
+                        logits = scale * val[0] @ w.T
+                        acc = float((logits.argmax(1) == val[1]).float().mean())
+                        val_loss = float(F.cross_entropy(logits, val[1]))
                     val_acc.append(acc)
-                    if acc > best[0]:
-                        best = (acc, w.detach().cpu().numpy(), epoch + 1)
+                    val_losses.append(val_loss)
+                    # a few shots per class make ties in accuracy common: the lower loss breaks
+                    # them (the first of the tied epochs is the least trained)
+                    if (acc, -val_loss) > best[0]:
+                        best = ((acc, -val_loss), w.detach().cpu().numpy(), epoch + 1)
                 if step >= total:
                     break
         with torch.no_grad():
@@ -177,7 +183,7 @@ def learn_prompts(
         model.train(was_training)
     weights = best[1] if best[1] is not None else last
     info = {"epochs": epoch + 1, "steps": step, "best_epoch": best[2] if val is not None else None,
-            "val_accuracy": val_acc}  # fmt: skip
+            "val_accuracy": val_acc, "val_loss": val_losses}  # fmt: skip
     return weights, losses, info
 
 
@@ -212,7 +218,7 @@ def coop_few_shot(
                "lr": settings.lr, "schedule": "cosine, 1 warm-up epoch at 1e-5",
                "batch_size": settings.batch_size, "epochs": [i["epochs"] for i in infos],
                "steps": [i["steps"] for i in infos],
-               "selection": "best val epoch (min(k, 4) per class)" if val is not None else "last",
+               "selection": "best val epoch: accuracy, then loss (min(k, 4) per class)" if val is not None else "last",
                "best_epoch": [i["best_epoch"] for i in infos],
                "first_loss": first_losses, "final_loss": final_losses}  # fmt: skip
         out.append(
