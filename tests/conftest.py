@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-
 SHARED = Path(os.environ.get("BIOMEDCLIP_SHARED_DATA", ROOT.parent / "shared" / "data"))
 REQUIRE_SHARED = os.environ.get("BIOMEDCLIP_REQUIRE_SHARED_DATA") == "1"
 HUB_DIR = SHARED / "biomedclip_hub"

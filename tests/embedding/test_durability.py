@@ -23,10 +23,12 @@ EMBED = "import sys; from biomedclip.cli.main import main; sys.exit(main(sys.arg
 
 
 def embed_cmd(model_dir, images, out) -> list[str]:
+    """`biomedclip embed ...` as a child process (its own process group can be killed)."""
+    return [sys.executable, "-c", EMBED, *embed_args(model_dir, images, out)]
+
+
+def embed_args(model_dir, images, out) -> list[str]:
     return [
-        sys.executable,
-        "-c",
-        EMBED,
         "embed",
         str(images),
         "--out",
@@ -107,7 +109,7 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(
     resumed = by_id(out)
 
     fresh_dir = tmp_path / "fresh"  # uninterrupted, in this process
-    code, _, err = run_main(capsys, *embed_cmd(tiny_model_dir, many_images, fresh_dir)[3:])
+    code, _, err = run_main(capsys, *embed_args(tiny_model_dir, many_images, fresh_dir))
     assert code == 0, err
     fresh = by_id(fresh_dir)
     assert sorted(resumed) == sorted(fresh) and len(fresh) == 160
