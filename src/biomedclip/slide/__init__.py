@@ -1,0 +1,2 @@
+"""Whole-slide pathology at cohort scale: patching, per-slide feature files, slide-level
+zero-shot, attention-MIL training and evaluation, heatmaps (``biomedclip slide ...``)."""
