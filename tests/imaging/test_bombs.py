@@ -62,8 +62,10 @@ def test_bombs_are_refused_before_decoding(kind):
 
 def test_deflated_dicom_within_budget_still_reads():
     data = bombs.deflated_dicom_bomb(1000, rows=32, cols=24)
-    from biomedclip.imaging.options import inflate_budget
+    from biomedclip.imaging.budget import BYTES_PER_PIXEL, DecodeBudget
 
-    rec = read_image(data, max_pixels=CAP)
+    budget = DecodeBudget.for_pixels(CAP)
+    rec = read_image(data, max_pixels=CAP, budget=budget)
     assert rec.images[0].size == (24, 32) and rec.metadata["format"] == "dicom"
-    assert inflate_budget(CAP) == CAP * 8 + 2**20 and inflate_budget(None) is None
+    assert budget.max_bytes == CAP * BYTES_PER_PIXEL and DecodeBudget.for_pixels(None).left is None
+    assert any(what.startswith("inflate") for what, _ in budget.steps)

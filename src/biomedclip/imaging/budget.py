@@ -15,7 +15,8 @@ The contract (docs/architecture.md, "Imaging"):
 So the live bytes of one read never exceed ``max_bytes`` plus a fixed allowance for codec state
 and headers; no reader allocates from a header value the budget has not seen. The budget is
 derived from ``ReadOptions.max_pixels``: ``BYTES_PER_PIXEL`` bytes per allowed pixel, enough for a
-16-bit frame, its float32 window and the 8-bit RGB result alive at once.
+16-bit frame, its float64 modality values and percentile copy, and the 8-bit
+result alive at once.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collections.abc import Iterator, Sequence
 
 from biomedclip.errors import ImageTooLargeError
 
-BYTES_PER_PIXEL = 16
+BYTES_PER_PIXEL = 24
 # Headers, codec state, small per-call buffers: what a read may use beyond the budget.
 ALLOWANCE_BYTES = 32 * 2**20
 

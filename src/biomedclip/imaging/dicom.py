@@ -24,15 +24,17 @@ from biomedclip.errors import (
     UnsupportedFormatError,
     UnsupportedTransferSyntaxError,
 )
-from biomedclip.imaging.options import ImageRecord, ReadOptions, inflate_budget
+from biomedclip.imaging.budget import DecodeBudget, mode_bytes
+from biomedclip.imaging.options import ImageRecord, ReadOptions
 from biomedclip.imaging.pillow import frame_indices
 from biomedclip.imaging.source import FATAL, Source
 from biomedclip.imaging.windowing import (
+    PERCENTILE_BYTES_PER_VALUE,
     WINDOW_FUNCTIONS,
     Window,
-    apply_window,
     percentile_window,
     to_uint8,
+    window_to_uint8,
 )
 
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -110,30 +112,41 @@ def _voi_lut_to_float(ds, arr: np.ndarray) -> np.ndarray | None:
     return out / top * 255.0
 
 
-def _grayscale(ds, raw: np.ndarray, frame: int, options: ReadOptions) -> tuple[np.ndarray, dict]:
-    values, modality_applied = _modality(ds, raw, frame)
-    info: dict = {"modality_lut": modality_applied}
-    user = options.window_obj
-    display = None
-    if user is not None:
-        display, info["window"] = apply_window(values, user), user.as_dict()
-    elif "VOILUTSequence" in ds:
-        display = _voi_lut_to_float(ds, values)
-        if display is not None:
-            info["window"] = {"source": "file-voi-lut"}
-    if display is None and user is None:
-        win = _file_window(ds, frame)
+def _grayscale(
+    ds, raw: np.ndarray, frame: int, options: ReadOptions, budget: DecodeBudget
+) -> tuple[np.ndarray, dict]:
+    with budget.hold(raw.size * 8, "apply the modality LUT"):
+        values, modality_applied = _modality(ds, raw, frame)
+        info: dict = {"modality_lut": modality_applied}
+        user = options.window_obj
+        win = user
+        if user is None and "VOILUTSequence" in ds:
+            with budget.hold(raw.size * 16, "apply the VOI LUT"):
+                display = _voi_lut_to_float(ds, values)
+                if display is not None:
+                    info["window"] = {"source": "file-voi-lut"}
+                    budget.ask(raw.size, "window to 8 bits")
+                    out = to_uint8(display)
+                    del display
+                    return _invert(ds, out, info)
+        if win is None:
+            win = _file_window(ds, frame)
         if win is None:
             bits = int(ds.get("BitsStored", 8) or 8)
             if bits <= 8 and not modality_applied and values.dtype == np.uint8:
                 top = float(2 ** max(bits, 1) - 1)  # e.g. 0..255, or 0..1 for a binary SEG
                 win = Window(top / 2, top, "LINEAR_EXACT", source="stored-range")
             else:
-                win = percentile_window(values, *options.percentiles)
-        display, info["window"] = apply_window(values, win), win.as_dict()
-    out = to_uint8(display)
+                with budget.hold(raw.size * PERCENTILE_BYTES_PER_VALUE, "percentile window"):
+                    win = percentile_window(values, *options.percentiles)
+        info["window"] = win.as_dict()
+        budget.ask(raw.size, "window to 8 bits")
+        return _invert(ds, window_to_uint8(values, win), info)
+
+
+def _invert(ds, out: np.ndarray, info: dict) -> tuple[np.ndarray, dict]:
     if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
-        out = 255 - out
+        np.subtract(255, out, out=out)
         info["inverted"] = True
     return out, info
 
@@ -205,23 +218,26 @@ def _check_ratio(ds, pixels: int, name: str) -> None:
         )
 
 
-def _inflate(data: bytes, budget: int | None, name: str) -> bytes:
-    """Raw-deflate ``data``, refusing output beyond ``budget`` bytes (a deflate bomb)."""
+def _inflate(data: bytes, budget: DecodeBudget, name: str) -> bytes:
+    """Raw-deflate ``data``, asking the budget for what it inflates (a deflate bomb is refused
+    before its output exists past what the budget has left)."""
     d = zlib.decompressobj(-zlib.MAX_WBITS)
+    left = budget.left
     try:
-        out = d.decompress(data, 0 if budget is None else budget + 1)
+        out = d.decompress(data, 0 if left is None else left + 1)
     except zlib.error as e:
         raise ImageDecodeError(f"corrupt deflated DICOM dataset ({e})", name) from e
-    if budget is not None and (len(out) > budget or d.unconsumed_tail):
+    if left is not None and (len(out) > left or d.unconsumed_tail):
         raise ImageTooLargeError(
-            f"deflated DICOM dataset inflates beyond {budget} bytes ({len(data)} bytes "
-            "compressed): refusing a likely decompression bomb",
+            f"deflated DICOM dataset inflates beyond the {left} bytes the decode budget has left "
+            f"({len(data)} bytes compressed): refusing a likely decompression bomb",
             name,
         )
+    budget.ask(len(out), "inflate the deflated DICOM dataset")
     return out
 
 
-def _read_dataset(src: Source, force: bool, budget: int | None, name: str):
+def _read_dataset(src: Source, force: bool, budget: DecodeBudget, name: str):
     """``dcmread``, but the file meta first: a Deflated Explicit VR Little Endian dataset is
     inflated through a byte-capped stream instead of pydicom's unbounded ``zlib.decompress``."""
     import pydicom
@@ -295,15 +311,33 @@ def _check_frames(ds, indices: list[int], n: int, rows: int, cols: int, name: st
             )
 
 
-def read_dicom(src: Source, options: ReadOptions, *, force: bool = False) -> ImageRecord:
+def frame_bytes(ds, rows: int, cols: int) -> int:
+    """Bytes pydicom allocates to decode one frame: rows x cols x samples x BitsAllocated."""
+    spp = max(int(ds.get("SamplesPerPixel", 1) or 1), 1)
+    bits = int(ds.get("BitsAllocated", 8) or 8)
+    if "FloatPixelData" in ds:
+        bits = 32
+    elif "DoubleFloatPixelData" in ds:
+        bits = 64
+    return rows * cols * spp * max((bits + 7) // 8, 1)
+
+
+def read_dicom(
+    src: Source,
+    options: ReadOptions,
+    *,
+    force: bool = False,
+    budget: DecodeBudget | None = None,
+) -> ImageRecord:
     import pydicom
     from pydicom.pixels import pixel_array
 
     name = src.name
+    budget = budget or DecodeBudget.for_pixels(options.max_pixels, name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = _read_dataset(src, force, inflate_budget(options.max_pixels), name)
+            ds = _read_dataset(src, force, budget, name)
             if not any(k in ds for k in PIXEL_KEYWORDS):
                 kind = ds.get("Modality") or ds.get("SOPClassUID", "")
                 raise MissingPixelDataError(
@@ -332,19 +366,30 @@ def read_dicom(src: Source, options: ReadOptions, *, force: bool = False) -> Ima
                     _check_frames(ds, indices, n, rows, cols, name)
             photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper().strip()
             images, items = [], []
+            per_frame = frame_bytes(ds, rows, cols)
+            encapsulated = "PixelData" in ds and ds.file_meta.TransferSyntaxUID.is_encapsulated
             for i in indices:
-                arr = pixel_array(ds, index=i if n > 1 else None)
+                # the decoded frame, and the codec's own output buffer for compressed frames
+                held = budget.ask(per_frame, f"decode frame {i} ({cols}x{rows})")
+                with budget.hold(per_frame if encapsulated else 0, "run the frame's codec"):
+                    arr = pixel_array(ds, index=i if n > 1 else None)
                 if arr.ndim == 3 and n == 1 and arr.shape[-1] not in (3, 4):
                     arr = arr[0]
                 if arr.ndim == 3 and arr.shape[-1] in (3, 4) or photometric == "PALETTE COLOR":
-                    rgb = _color(ds, arr, photometric)[..., :3]
-                    img, info = Image.fromarray(np.ascontiguousarray(rgb), "RGB"), {}
+                    with budget.hold(rows * cols * 3 * 8, "convert colour samples"):
+                        rgb = np.ascontiguousarray(_color(ds, arr, photometric)[..., :3])
+                    budget.image(cols, rows, 4, "make an RGB image")
+                    img, info = Image.fromarray(rgb, "RGB"), {}
                 elif arr.ndim == 2:
-                    gray, info = _grayscale(ds, arr, i, options)
+                    gray, info = _grayscale(ds, arr, i, options, budget)
+                    budget.image(cols, rows, 1, "make an 8-bit image")
                     img = Image.fromarray(gray, "L")
                 else:
                     raise ImageDecodeError(f"unexpected pixel array shape {arr.shape}", name)
+                del arr
+                budget.release(held)
                 if options.mode is not None and img.mode != options.mode:
+                    budget.image(cols, rows, mode_bytes(options.mode), f"convert to {options.mode}")
                     img = img.convert(options.mode)
                 images.append(img)
                 items.append({"frame": i, **info})

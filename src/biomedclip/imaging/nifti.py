@@ -15,14 +15,14 @@ import numpy as np
 from PIL import Image
 
 from biomedclip.errors import ImageDecodeError, ImageTooLargeError
-from biomedclip.imaging.options import (
-    INFLATE_BYTES_PER_PIXEL,
-    ImageRecord,
-    ReadOptions,
-    inflate_budget,
-)
+from biomedclip.imaging.budget import DecodeBudget, mode_bytes
+from biomedclip.imaging.options import ImageRecord, ReadOptions
 from biomedclip.imaging.source import Source, decoder_errors
-from biomedclip.imaging.windowing import apply_window, percentile_window, to_uint8
+from biomedclip.imaging.windowing import (
+    PERCENTILE_BYTES_PER_VALUE,
+    percentile_window,
+    window_to_uint8,
+)
 
 AXIS = {"sagittal": 0, "coronal": 1, "axial": 2}
 
@@ -45,65 +45,76 @@ def orient_slice(volume: np.ndarray, plane: str, index: int) -> np.ndarray:
     return np.flip(s.T, axis=(0, 1))
 
 
-def _load(src: Source, max_pixels: int | None):
+def _header_of(head: bytes):
+    import nibabel as nib
+
+    size = int.from_bytes(head[:4], "little")
+    if size not in (348, 540):
+        size = int.from_bytes(head[:4], "big")
+    hdr_cls = nib.Nifti2Header if size == 540 else nib.Nifti1Header
+    return hdr_cls.from_fileobj(io.BytesIO(head)), size
+
+
+def _check_declared(header, max_pixels: int | None, name: str) -> tuple[tuple[int, ...], int]:
+    """The declared shape and data bytes, refused past the voxel limit before any read."""
+    shape = tuple(int(s) for s in header.get_data_shape())
+    voxels = int(np.prod(shape[:3], dtype=object)) if shape else 0
+    if max_pixels and voxels > max_pixels:
+        raise ImageTooLargeError(f"volume {shape} exceeds the pixel limit of {max_pixels}", name)
+    return shape, int(np.prod(shape, dtype=object)) * header.get_data_dtype().itemsize
+
+
+def _load(src: Source, max_pixels: int | None, budget: DecodeBudget):
     import nibabel as nib
 
     if src.path is not None and src.suffix in (".nii", ".nii.gz", ".hdr"):
-        return nib.load(str(src.path))
+        img = nib.load(str(src.path))
+        _check_declared(img.header, max_pixels, src.name)
+        return img
     data = src.read_all()
     if data[:2] == b"\x1f\x8b":
-        data = _gunzip_declared(data, max_pixels, src.name)
-    header_size = int.from_bytes(data[:4], "little")
-    if header_size not in (348, 540):
-        header_size = int.from_bytes(data[:4], "big")
-    cls = nib.Nifti2Image if header_size == 540 else nib.Nifti1Image
+        data = _gunzip_declared(data, max_pixels, budget, src.name)
+    header, size = _header_of(data[:540])
+    _check_declared(header, max_pixels, src.name)
+    cls = nib.Nifti2Image if size == 540 else nib.Nifti1Image
     return cls.from_bytes(data)
 
 
-def _gunzip_declared(data: bytes, max_pixels: int | None, name: str) -> bytes:
-    """Decompress only as much as the header declares (never a gzip bomb's full output)."""
-    import nibabel as nib
-
+def _gunzip_declared(data: bytes, max_pixels: int | None, budget: DecodeBudget, name: str) -> bytes:
+    """Decompress only as much as the header declares (never a gzip bomb's full output),
+    after the decode budget has agreed to the declared bytes."""
     with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
         head = gz.read(540)
-        size = int.from_bytes(head[:4], "little")
-        if size not in (348, 540):
-            size = int.from_bytes(head[:4], "big")
-        hdr_cls = nib.Nifti2Header if size == 540 else nib.Nifti1Header
-        header = hdr_cls.from_fileobj(io.BytesIO(head))
-        shape = header.get_data_shape()
-        voxels = int(np.prod(shape[:3], dtype=np.int64)) if shape else 0
-        if max_pixels and voxels > max_pixels:
-            raise ImageTooLargeError(
-                f"volume {tuple(shape)} exceeds the pixel limit of {max_pixels}", name
-            )
-        total = int(np.prod(shape, dtype=np.int64)) * header.get_data_dtype().itemsize
+        header, size = _header_of(head)
+        shape, total = _check_declared(header, max_pixels, name)
         want = int(header.get_data_offset() or size + 4) + total
-        budget = inflate_budget(max_pixels)
-        if budget is not None and want > budget:  # e.g. a long 4-D series of float64
-            raise ImageTooLargeError(
-                f"volume {tuple(shape)} ({total} bytes) exceeds the inflate budget of {budget} "
-                f"bytes (pixel limit {max_pixels} x {INFLATE_BYTES_PER_PIXEL} bytes)",
-                name,
-            )
+        budget.ask(want, f"inflate the gzipped volume {shape}")
         return head + gz.read(max(want - len(head), 0))
 
 
-def read_nifti(src: Source, options: ReadOptions) -> ImageRecord:
+def read_nifti(
+    src: Source, options: ReadOptions, budget: DecodeBudget | None = None
+) -> ImageRecord:
     import nibabel as nib
 
     name = src.name
+    budget = budget or DecodeBudget.for_pixels(options.max_pixels, name)
     with decoder_errors(name, "decode NIfTI"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        img = _load(src, options.max_pixels)
+        img = _load(src, options.max_pixels, budget)
         shape = tuple(int(s) for s in img.shape)
         if len(shape) < 2 or any(s < 1 for s in shape):
             raise ImageDecodeError(f"invalid volume shape {shape}", name)
-        voxels = int(np.prod(shape[:3], dtype=np.int64))
+        voxels = int(np.prod(shape[:3], dtype=object))
         if options.max_pixels and voxels > options.max_pixels:
             raise ImageTooLargeError(
                 f"volume {shape} exceeds the pixel limit of {options.max_pixels}", name
             )
+        itemsize = img.header.get_data_dtype().itemsize
+        # the stored data of the first volume (a file is read, bytes are viewed), its float32
+        # copy, and the canonical reorientation's copy of it
+        budget.ask(voxels * itemsize, f"read the volume {shape[:3]}")
+        budget.ask(voxels * 4 * 2, "convert the volume to float32 (RAS)")
         if len(shape) == 2:
             img = nib.Nifti1Image(np.asarray(img.dataobj)[..., None], img.affine, img.header)
         elif len(shape) > 3:  # 4-D+: first volume
@@ -113,16 +124,25 @@ def read_nifti(src: Source, options: ReadOptions) -> ImageRecord:
         while volume.ndim > 3:
             volume = volume[..., 0]
         zooms = [abs(float(z)) or 1.0 for z in canon.header.get_zooms()[:3]]
-        window = options.window_obj or percentile_window(volume, *options.percentiles)
+        window = options.window_obj
+        if window is None:
+            with budget.hold(volume.size * PERCENTILE_BYTES_PER_VALUE, "compute percentile window"):
+                window = percentile_window(volume, *options.percentiles)
         axis = AXIS[options.plane]
         indices = slice_indices(volume.shape[axis], options.slices)
         in_plane = [zooms[a] for a in range(3) if a != axis]  # (cols spacing, rows spacing)
         images, items = [], []
         for k in indices:
-            arr = to_uint8(apply_window(orient_slice(volume, options.plane, k), window))
-            im = Image.fromarray(np.ascontiguousarray(arr), "L")
-            im = _fix_aspect(im, col_spacing=in_plane[0], row_spacing=in_plane[1])
+            plane = orient_slice(volume, options.plane, k)
+            rows, cols = plane.shape
+            budget.image(cols, rows, 1, "window a slice")
+            im = Image.fromarray(np.ascontiguousarray(window_to_uint8(plane, window)), "L")
+            size = aspect_size(cols, rows, col_spacing=in_plane[0], row_spacing=in_plane[1])
+            if size != (cols, rows):
+                budget.image(*size, 1, f"resample the slice to {size[0]}x{size[1]} (voxel aspect)")
+                im = im.resize(size, Image.Resampling.BILINEAR)
             if options.mode is not None:
+                budget.image(*im.size, mode_bytes(options.mode), f"convert to {options.mode}")
                 im = im.convert(options.mode)
             images.append(im)
             items.append({"plane": options.plane, "slice": k})
@@ -140,13 +160,12 @@ def read_nifti(src: Source, options: ReadOptions) -> ImageRecord:
         return ImageRecord(images, meta)
 
 
-def _fix_aspect(im: Image.Image, col_spacing: float, row_spacing: float) -> Image.Image:
-    """Resample so that one pixel is square in millimetres (upsampling the coarser axis)."""
-    if not (np.isfinite(col_spacing) and np.isfinite(row_spacing)):
-        return im
+def aspect_size(w: int, h: int, col_spacing: float, row_spacing: float) -> tuple[int, int]:
+    """The slice size at square pixels in millimetres (upsampling the coarser axis); ``(w, h)``
+    when the spacings are equal, not finite, or more than 100:1 apart."""
+    if not (np.isfinite(col_spacing) and np.isfinite(row_spacing)) or col_spacing <= 0:
+        return w, h
     ratio = row_spacing / col_spacing
     if abs(ratio - 1.0) < 0.01 or not 0.01 < ratio < 100:
-        return im
-    w, h = im.size
-    size = (w, max(1, round(h * ratio))) if ratio > 1 else (max(1, round(w / ratio)), h)
-    return im.resize(size, Image.Resampling.BILINEAR)
+        return w, h
+    return (w, max(1, round(h * ratio))) if ratio > 1 else (max(1, round(w / ratio)), h)

@@ -13,16 +13,6 @@ from biomedclip.imaging.constants import FORMATS as FORMATS
 from biomedclip.imaging.constants import PLANES as PLANES
 from biomedclip.imaging.windowing import Window, parse_window
 
-# Bytes a reader may inflate (deflated DICOM, gzipped NIfTI) per allowed pixel: room for 64-bit
-# samples (float64 volumes, 16-bit RGB) before the data is refused as a decompression bomb.
-INFLATE_BYTES_PER_PIXEL = 8
-INFLATE_SLACK = 2**20  # headers, overlays, private tags
-
-
-def inflate_budget(max_pixels: int | None) -> int | None:
-    """Most bytes a compressed container may inflate to under ``max_pixels`` (None: no limit)."""
-    return None if not max_pixels else max_pixels * INFLATE_BYTES_PER_PIXEL + INFLATE_SLACK
-
 
 @dataclass
 class ReadOptions:

@@ -14,6 +14,7 @@ from pathlib import Path
 from PIL import Image
 
 from biomedclip.errors import ImageDecodeError, ImageError
+from biomedclip.imaging.budget import DecodeBudget
 from biomedclip.imaging.options import DEFAULT_MAX_PIXELS, ImageRecord, ReadOptions
 from biomedclip.imaging.pillow import TRANSFORM_MODES  # noqa: F401  (re-exported)
 from biomedclip.imaging.source import FATAL, Source, sniff
@@ -65,17 +66,25 @@ def detect_format(source: str | Path | bytes) -> str | None:
 
 
 def read_image(
-    source: str | Path | bytes, options: ReadOptions | None = None, **overrides
+    source: str | Path | bytes,
+    options: ReadOptions | None = None,
+    *,
+    budget: DecodeBudget | None = None,
+    **overrides,
 ) -> ImageRecord:
     """Decode ``source`` into an :class:`ImageRecord` (images + metadata).
 
     ``options`` (or keyword overrides of :class:`ReadOptions` fields) choose windowing, frames,
-    slices and tiling. Raises :class:`~biomedclip.errors.ImageError` subclasses on bad input.
+    slices and tiling. Every allocation is asked of ``budget`` first (default: the budget of
+    ``options.max_pixels``, see :mod:`biomedclip.imaging.budget`). Raises
+    :class:`~biomedclip.errors.ImageError` subclasses on bad input (``ImageTooLargeError`` when
+    the budget refuses).
     """
     options = options or ReadOptions()
     if overrides:
         options = replace(options, **overrides)
     src = Source.of(source)
+    budget = budget or DecodeBudget.for_pixels(options.max_pixels, src.name)
     kind = options.format or sniff(src)
     if kind == "tiff":
         kind = "wsi" if _tiff_is_slide(src) else "pillow"
@@ -83,18 +92,19 @@ def read_image(
         if kind == "dicom":
             from biomedclip.imaging.dicom import read_dicom
 
-            return read_dicom(src, options, force=src.head(132)[128:132] != b"DICM")
+            force = src.head(132)[128:132] != b"DICM"
+            return read_dicom(src, options, force=force, budget=budget)
         if kind == "nifti":
             from biomedclip.imaging.nifti import read_nifti
 
-            return read_nifti(src, options)
+            return read_nifti(src, options, budget)
         if kind == "wsi":
             from biomedclip.imaging.wsi import read_wsi
 
-            return read_wsi(src, options)
+            return read_wsi(src, options, budget)
         from biomedclip.imaging.pillow import read_pillow
 
-        return read_pillow(src, options)
+        return read_pillow(src, options, budget)
     except ImageError:
         raise
     except FATAL:

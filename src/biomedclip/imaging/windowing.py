@@ -81,14 +81,23 @@ def apply_window(values: np.ndarray, window: Window) -> np.ndarray:
 
 
 def percentile_window(values: np.ndarray, low: float = 0.5, high: float = 99.5) -> Window:
-    """A LINEAR_EXACT window spanning the ``low``..``high`` percentiles of the finite values."""
-    x = np.asarray(values, dtype=np.float64)
-    finite = x[np.isfinite(x)]
-    if finite.size == 0:
+    """A LINEAR_EXACT window spanning the ``low``..``high`` percentiles of the finite values.
+
+    Works on one float64 copy of the values, partitioned in place (8 bytes a value, plus a
+    1-byte mask for float input): :data:`PERCENTILE_BYTES_PER_VALUE` is what a reader asks the
+    decode budget for.
+    """
+    x = np.array(values, dtype=np.float64).ravel()
+    if values.dtype.kind not in "uib":  # integers are always finite: no mask, no second copy
+        finite = np.isfinite(x)
+        if not finite.all():
+            x = x[finite]
+        del finite
+    if x.size == 0:
         return Window(0.0, 1.0, "LINEAR_EXACT", source="percentiles")
-    lo, hi = np.percentile(finite, [low, high])
+    lo, hi = np.percentile(x, [low, high], overwrite_input=True)
     if hi <= lo:  # flat image: fall back to the full range
-        lo, hi = float(finite.min()), float(finite.max())
+        lo, hi = float(x.min()), float(x.max())
     width = float(hi - lo) if hi > lo else 1.0
     return Window(
         float(lo + hi) / 2.0 if hi > lo else float(lo),
@@ -98,6 +107,12 @@ def percentile_window(values: np.ndarray, low: float = 0.5, high: float = 99.5) 
     )
 
 
+# What the windowing steps cost per value, for the decode budget: percentile_window's copy
+# (+ mask), and window_to_uint8's uint8 output (its float temporaries are per block of rows).
+PERCENTILE_BYTES_PER_VALUE = 9 + 8
+WINDOW_BLOCK_VALUES = 1 << 20
+
+
 def to_uint8(y: np.ndarray) -> np.ndarray:
     """Round display floats in [0, 255] to uint8 (NaN -> 0)."""
     y = np.nan_to_num(np.asarray(y, dtype=np.float64), nan=0.0, posinf=255.0, neginf=0.0)
@@ -105,4 +120,14 @@ def to_uint8(y: np.ndarray) -> np.ndarray:
 
 
 def window_to_uint8(values: np.ndarray, window: Window) -> np.ndarray:
-    return to_uint8(apply_window(values, window))
+    """``to_uint8(apply_window(values, window))`` a block of rows at a time: the float
+    temporaries stay within ``WINDOW_BLOCK_VALUES`` values, the output is 1 byte a value."""
+    values = np.asarray(values)
+    if values.ndim == 0 or values.size <= WINDOW_BLOCK_VALUES:
+        return to_uint8(apply_window(values, window))
+    out = np.empty(values.shape, np.uint8)
+    row = max(values[0].size, 1)
+    step = max(WINDOW_BLOCK_VALUES // row, 1)
+    for i in range(0, values.shape[0], step):
+        out[i : i + step] = to_uint8(apply_window(values[i : i + step], window))
+    return out

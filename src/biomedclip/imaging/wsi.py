@@ -242,8 +242,8 @@ def plan_tiles(slide: Slide, options: ReadOptions, name: str) -> TilePlan:
     return TilePlan(level, ds, options.tile_size, mag)
 
 
-def read_wsi(src: Source, options: ReadOptions) -> ImageRecord:
-    with open_slide(src, options) as slide, decoder_errors(src.name, "read slide"):
+def read_wsi(src: Source, options: ReadOptions, budget: DecodeBudget | None = None) -> ImageRecord:
+    with open_slide(src, options, budget) as slide, decoder_errors(src.name, "read slide"):
         return _tiles(slide, options, src.name)
 
 
