@@ -6,6 +6,7 @@ importing NumPy or Pillow; :mod:`.windowing` and :mod:`.options` re-export them.
 
 from __future__ import annotations
 
+MAX_FRAMES = 65_536  # frames one read may decode ("all"); a header may declare 2**31
 DEFAULT_MAX_PIXELS = 50_000 * 50_000 // 4  # ~625 Mpx per decoded image / volume / frame set
 PLANES = ("axial", "coronal", "sagittal")
 FORMATS = ("pillow", "dicom", "nifti", "wsi")

@@ -76,6 +76,7 @@ def _load(src: Source, max_pixels: int | None, budget: DecodeBudget):
         data = _gunzip_declared(data, max_pixels, budget, src.name)
     header, size = _header_of(data[:540])
     _check_declared(header, max_pixels, src.name)
+    budget.ask(len(data), "copy the volume bytes into nibabel's stream")
     cls = nib.Nifti2Image if size == 540 else nib.Nifti1Image
     return cls.from_bytes(data)
 
@@ -88,7 +89,8 @@ def _gunzip_declared(data: bytes, max_pixels: int | None, budget: DecodeBudget, 
         header, size = _header_of(head)
         shape, total = _check_declared(header, max_pixels, name)
         want = int(header.get_data_offset() or size + 4) + total
-        budget.ask(want, f"inflate the gzipped volume {shape}")
+        # the inflated bytes, and their concatenation with the header
+        budget.ask(2 * want, f"inflate the gzipped volume {shape}")
         return head + gz.read(max(want - len(head), 0))
 
 
@@ -114,7 +116,9 @@ def read_nifti(
         # the stored data of the first volume (a file is read, bytes are viewed), its float32
         # copy, and the canonical reorientation's copy of it
         budget.ask(voxels * itemsize, f"read the volume {shape[:3]}")
-        budget.ask(voxels * 4 * 2, "convert the volume to float32 (RAS)")
+        budget.ask(voxels * 4, "convert the volume to float32")
+        if tuple(nib.aff2axcodes(img.affine)) != ("R", "A", "S"):
+            budget.ask(voxels * itemsize, "reorient the volume to RAS")
         if len(shape) == 2:
             img = nib.Nifti1Image(np.asarray(img.dataobj)[..., None], img.affine, img.header)
         elif len(shape) > 3:  # 4-D+: first volume

@@ -14,6 +14,7 @@ from biomedclip.errors import (
     UnsupportedFormatError,
 )
 from biomedclip.imaging.budget import DecodeBudget, mode_bytes
+from biomedclip.imaging.constants import MAX_FRAMES
 from biomedclip.imaging.options import ImageRecord, ReadOptions
 from biomedclip.imaging.source import FATAL, Source, decoder_errors
 from biomedclip.imaging.windowing import (
@@ -33,6 +34,8 @@ def frame_indices(n: int, frames: str | int | None, default: str) -> list[int]:
     """Which of ``n`` frames to decode for the ``frames`` option."""
     choice = default if frames is None else frames
     if choice == "all":
+        if n > MAX_FRAMES:  # a header can declare 2**31 frames: never list them
+            raise ImageTooLargeError(f"{n} frames declared; at most {MAX_FRAMES} can be read")
         return list(range(n))
     if choice == "first":
         return [0]

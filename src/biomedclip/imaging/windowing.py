@@ -110,7 +110,7 @@ def percentile_window(values: np.ndarray, low: float = 0.5, high: float = 99.5) 
 # What the windowing steps cost per value, for the decode budget: percentile_window's copy
 # (+ mask), and window_to_uint8's uint8 output (its float temporaries are per block of rows).
 PERCENTILE_BYTES_PER_VALUE = 9 + 8
-WINDOW_BLOCK_VALUES = 1 << 20
+WINDOW_BLOCK_VALUES = 1 << 16  # float64 temporaries of a block: ~2 MiB
 
 
 def to_uint8(y: np.ndarray) -> np.ndarray:

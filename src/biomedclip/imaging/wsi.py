@@ -53,6 +53,11 @@ WSI_VENDORS = (
 )
 
 
+# tissue_mask's float32 copy of the thumbnail, its max / min / saturation planes and Otsu's
+# float64 copies: what finding tissue costs per thumbnail pixel.
+TISSUE_BYTES_PER_PIXEL = 48
+
+
 def openslide_vendor(path) -> str | None:
     mod = openslide_module()
     if mod is None or path is None:
@@ -63,6 +68,27 @@ def openslide_vendor(path) -> str | None:
         raise
     except BaseException:
         return None
+
+
+def openslide_safe_tiff(path: str, max_pages: int = 64) -> bool:
+    """Whether a TIFF pyramid is one OpenSlide may open: every tiled page has the same tile
+    size. OpenSlide 4 dies with SIGFPE (the whole process, not an exception) opening some
+    pyramids whose levels declare different tile sizes (found by tests/imaging fuzzing), so
+    those are read with tifffile instead."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            sizes = {
+                (int(p.tilewidth), int(p.tilelength))
+                for p in tif.pages[:max_pages]
+                if getattr(p, "is_tiled", False)
+            }
+    except FATAL:
+        raise
+    except BaseException:
+        return False
+    return len(sizes) <= 1
 
 
 class Slide:
@@ -185,10 +211,13 @@ def open_slide(
                 with os.fdopen(fd, "wb") as f:
                     f.write(src.read_all())
                 path = tmp
+            is_tiff = src.head(4)[:2] in (b"II", b"MM")
             vendor = openslide_vendor(path)
+            if vendor is not None and is_tiff and not openslide_safe_tiff(path):
+                vendor = None  # read with tifffile, under the budget
             if vendor is not None:
                 backend = OpenSlideBackend(path, budget)
-            elif src.head(4)[:2] in (b"II", b"MM"):
+            elif is_tiff:
                 backend = TiffBackend(path, budget)
             elif openslide_module() is None:
                 raise ImageDependencyError(
@@ -242,6 +271,40 @@ def plan_tiles(slide: Slide, options: ReadOptions, name: str) -> TilePlan:
     return TilePlan(level, ds, options.tile_size, mag)
 
 
+def tissue_cells(
+    mask: np.ndarray, W: int, H: int, step: float, nx: int, ny: int, min_fraction: float
+) -> list[tuple[int, int, float]]:
+    """Grid cells (level-0 x, y, tissue fraction) whose footprint on the thumbnail ``mask``
+    holds at least ``min_fraction`` tissue, row by row (an integral image: no Python loop over
+    the cells)."""
+    mh, mw = mask.shape
+    sx, sy = mw / W, mh / H
+    integral = np.zeros((mh + 1, mw + 1), np.int64)
+    np.cumsum(np.cumsum(mask, axis=0), axis=1, out=integral[1:, 1:])
+
+    def bounds(n: int, scale: float, size: int) -> tuple[np.ndarray, np.ndarray]:
+        start = np.arange(n) * step
+        lo = (start * scale).astype(np.int64)
+        hi = np.maximum(((start + step) * scale).astype(np.int64), lo + 1)
+        return np.minimum(lo, size), np.minimum(hi, size)
+
+    c0, c1 = bounds(nx, sx, mw)
+    r0, r1 = bounds(ny, sy, mh)
+    count = (
+        integral[r1[:, None], c1[None, :]]
+        - integral[r0[:, None], c1[None, :]]
+        - integral[r1[:, None], c0[None, :]]
+        + integral[r0[:, None], c0[None, :]]
+    )
+    area = (r1 - r0)[:, None] * (c1 - c0)[None, :]
+    frac = np.where(area > 0, count / np.maximum(area, 1), 0.0)
+    jj, ii = np.nonzero(frac >= min_fraction)
+    return [
+        (int(round(i * step)), int(round(j * step)), float(frac[j, i]))
+        for j, i in zip(jj.tolist(), ii.tolist())
+    ]
+
+
 def read_wsi(src: Source, options: ReadOptions, budget: DecodeBudget | None = None) -> ImageRecord:
     with open_slide(src, options, budget) as slide, decoder_errors(src.name, "read slide"):
         return _tiles(slide, options, src.name)
@@ -262,20 +325,10 @@ def _tiles(slide: Slide, options: ReadOptions, name: str) -> ImageRecord:
         raise ImageTooLargeError(f"a tile of {plan.read_size}^2 px exceeds the pixel limit", name)
     step = options.tile_size * plan.downsample  # level-0 pixels per tile
     nx, ny = int(W // step), int(H // step)
-    with budget.hold(thumb.width * thumb.height * 8, "find tissue on the thumbnail"):
+    with budget.hold(thumb.width * thumb.height * TISSUE_BYTES_PER_PIXEL, "find tissue"):
         mask = tissue_mask(np.asarray(thumb))
-    sx, sy = mask.shape[1] / W, mask.shape[0] / H
-    candidates = []
-    for j in range(ny):
-        for i in range(nx):
-            x0, y0 = i * step, j * step
-            m = mask[
-                int(y0 * sy) : max(int((y0 + step) * sy), int(y0 * sy) + 1),
-                int(x0 * sx) : max(int((x0 + step) * sx), int(x0 * sx) + 1),
-            ]
-            frac = float(m.mean()) if m.size else 0.0
-            if frac >= options.tissue_fraction:
-                candidates.append((int(round(x0)), int(round(y0)), frac))
+    with budget.hold(nx * ny * 32 + 8 * mask.size, f"score a {nx}x{ny} tile grid"):
+        candidates = tissue_cells(mask, W, H, step, nx, ny, options.tissue_fraction)
     meta.update(
         {
             "level": plan.level,
