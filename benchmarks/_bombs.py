@@ -143,3 +143,60 @@ def tiff_declaring(width: int, height: int) -> bytes:
     buf.write(struct.pack("<I", 0))
     buf.write(b"\0" * 16)
     return buf.getvalue()
+
+
+# ---- issue 24: headers whose declared structure was not counted -----------------------------
+def planar_tiff(width: int = 7000, height: int = 2500, tile: int = 512) -> bytes:
+    """One planar float32 RGB page, shape (3, height, width), planarconfig separate, deflated
+    zero tiles (~200 KB on the wire for 7000 x 2500). Pillow cannot open it, so tifffile reads
+    it; a reader counting ``shape[:-1]`` (3 x height) never sees the width."""
+    import tifffile
+
+    n = 3 * -(-height // tile) * -(-width // tile)
+    zero = np.zeros((tile, tile), np.float32)
+    buf = io.BytesIO()
+    tifffile.imwrite(
+        buf,
+        (zero for _ in range(n)),
+        shape=(3, height, width),
+        dtype=np.float32,
+        photometric="rgb",
+        planarconfig="separate",
+        compression="zlib",
+        compressionargs={"level": 9},
+        tile=(tile, tile),
+    )
+    return buf.getvalue()
+
+
+def nifti_spacing(voxels: int, spacing=(1.0, 99.0, 1.0)) -> bytes:
+    """A gzipped NIfTI-1 volume of exactly ``voxels`` voxels (side x side x 1, zeros) whose
+    voxel spacing makes aspect correction resample the axial slice ``spacing[1]``-fold."""
+    import nibabel as nib
+
+    side = int(voxels**0.5)
+    shape = (side, voxels // side, 1)
+    img = nib.Nifti1Image(np.zeros(shape, np.uint8), np.diag([*spacing, 1.0]))
+    img.header.set_zooms(spacing)
+    raw = img.to_bytes()
+    return gzip.compress(raw, 9)
+
+
+def template_format_spec(width: int = 30_000_000) -> str:
+    """A template that passes a ``'{}' in t`` check and a 300-character limit, and makes
+    ``str.format`` build a ``width``-character prompt: ``"{{}}{0:>30000000}"``."""
+    return "{{}}{0:>" + str(width) + "}"
+
+
+def big_tile_slide(level: int = 1024, tile: int = 8192, base: int = 8192) -> bytes:
+    """A pyramidal RGB TIFF readable by tifffile (deflate): a ``base``^2 level 0 in 512^2 tiles
+    and a ``level``^2 level stored as one ``tile``^2 tile (tiles may exceed the image), so a
+    reader that decodes whole tiles allocates ``tile``^2 x 3 bytes for a ``level``^2 image."""
+    import tifffile
+
+    buf = io.BytesIO()
+    with tifffile.TiffWriter(buf) as tif:
+        opts = dict(photometric="rgb", compression="zlib", compressionargs={"level": 9})
+        tif.write(np.zeros((base, base, 3), np.uint8), tile=(512, 512), **opts)
+        tif.write(np.zeros((level, level, 3), np.uint8), tile=(tile, tile), **opts)
+    return buf.getvalue()
