@@ -110,7 +110,7 @@ def hostile_requests() -> dict[str, tuple[str, dict]]:
         "braces-template": ("/v1/classify", {"image": img, "labels": ["a"], "templates": "{0}{1}"}),
         "format-spec-template": (
             "/v1/classify",
-            {"image": img, "labels": ["a", "b"], "templates": [bombs.template_format_spec()] * 64},
+            {"image": img, "labels": ["a", "b"], "templates": [bombs.template_format_spec()] * 8},
         ),
         "upper-case-data-uri-bomb": (
             "/v1/embeddings",

@@ -18,7 +18,6 @@ import torch
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
 
 from biomedclip.errors import BiomedCLIPError, InputError
 from biomedclip.serve import schemas as S
@@ -276,7 +275,7 @@ async def search(body: S.SearchRequest, request: Request):
     elif kind == "image":
         query = await image_vectors(rt, [body.image], "image")
     elif kind == "item":
-        path = await run_in_threadpool(_row_image, rt, body.item)
+        path = await rt.offload(_row_image, rt, body.item)
         query = await image_vectors(rt, [path], "item")
     else:
         with np.errstate(over="ignore"):  # beyond float32: inf, refused just below
@@ -284,7 +283,7 @@ async def search(body: S.SearchRequest, request: Request):
         if query.shape[1] != rt.dim or not np.isfinite(query).all() or not np.abs(query).sum():
             raise InputError(f"embedding: need {rt.dim} finite numbers, not all zero")
     where = {"modality": body.modality} if body.modality else None
-    hits = await run_in_threadpool(index_call, rt.searcher.search_vectors, query, body.top_k, where)
+    hits = await rt.offload(index_call, rt.searcher.search_vectors, query, body.top_k, where)
     out = []
     for h in hits[0]:
         meta = h.metadata
