@@ -118,6 +118,7 @@ def test_declared_structure_is_counted(guarded, monkeypatch, build):
         c.post("/v1/embeddings", json={"input": [data_uri(png_bytes())]})  # warm
         with Watch(guarded.url) as watch:
             res = c.post("/v1/embeddings", json={"input": [uri]})
+        assert c.get("/health/ready").status_code == 200
     assert 400 <= res.status_code < 500, res.text[:300]
-    assert watch.ready_codes and set(watch.ready_codes) == {200}
+    assert set(watch.ready_codes) <= {200}  # a fast refusal may end before the first poll
     assert watch.growth_mib < RSS_BOUND_MIB, f"RSS grew {watch.growth_mib:.0f} MiB"
