@@ -143,3 +143,76 @@ def tiff_declaring(width: int, height: int) -> bytes:
     buf.write(struct.pack("<I", 0))
     buf.write(b"\0" * 16)
     return buf.getvalue()
+
+
+# ---- issue 24: headers whose declared structure was not counted -----------------------------
+def zeros_deflate(n: int, chunk: int = 2**20) -> bytes:
+    """A zlib stream of ``n`` zero bytes without compressing them all: after a full flush every
+    further chunk compresses to the same bytes, and the Adler-32 of zeros is ``n mod 65521``."""
+    if n < 2 * chunk:
+        return zlib.compress(bytes(n), 9)
+    z = zlib.compressobj(9)
+    k, rest = divmod(n, chunk)
+    first = z.compress(bytes(chunk)) + z.flush(zlib.Z_FULL_FLUSH)
+    body = z.compress(bytes(chunk)) + z.flush(zlib.Z_FULL_FLUSH)
+    tail = z.compress(bytes(rest)) + z.flush()
+    return first + body * (k - 1) + tail[:-4] + struct.pack(">I", (n % 65521) << 16 | 1)
+
+
+def _tiled_zeros(tif, shape, dtype, tile: int, planar: bool = False) -> None:
+    """Write one deflate-tiled RGB page of zeros from pre-encoded tiles (shared bytes)."""
+    h, w = shape[1:] if planar else shape[:2]
+    n = -(-h // tile) * -(-w // tile) * (3 if planar else 1)
+    blob = zeros_deflate(tile * tile * np.dtype(dtype).itemsize * (1 if planar else 3))
+    tif.write(
+        iter([blob] * n),
+        shape=shape,
+        dtype=dtype,
+        photometric="rgb",
+        planarconfig="separate" if planar else "contig",
+        compression="zlib",
+        tile=(tile, tile),
+    )
+
+
+def planar_tiff(width: int = 7000, height: int = 2500) -> bytes:
+    """One planar float32 RGB page, shape (3, height, width), planarconfig separate, deflated
+    zero tiles (~100 KB on the wire for 7000 x 2500). Pillow cannot open it, so tifffile reads
+    it; a reader counting ``shape[:-1]`` (3 x height) never sees the width."""
+    import tifffile
+
+    buf = io.BytesIO()
+    with tifffile.TiffWriter(buf) as tif:
+        _tiled_zeros(tif, (3, height, width), np.float32, 512, planar=True)
+    return buf.getvalue()
+
+
+def nifti_spacing(voxels: int, spacing=(1.0, 99.0, 1.0)) -> bytes:
+    """A gzipped NIfTI-1 volume of exactly ``voxels`` voxels (side x side x 1, zeros) whose
+    voxel spacing makes aspect correction resample the axial slice ``spacing[1]``-fold."""
+    import nibabel as nib
+
+    side = int(voxels**0.5)
+    assert side * side == voxels, "voxels must be a square"
+    img = nib.Nifti1Image(np.zeros((side, side, 1), np.uint8), np.diag([*spacing, 1.0]))
+    img.header.set_zooms(spacing)
+    return gzip.compress(img.to_bytes(), 9)
+
+
+def template_format_spec(width: int = 30_000_000) -> str:
+    """A template that passes a ``'{}' in t`` check and a 300-character limit, and makes
+    ``str.format`` build a ``width``-character prompt: ``"{{}}{0:>30000000}"``."""
+    return "{{}}{0:>" + str(width) + "}"
+
+
+def big_tile_slide(level: int = 1024, tile: int = 8192, base: int = 8192) -> bytes:
+    """A pyramidal RGB TIFF readable by tifffile (deflate): a ``base``^2 level 0 in 512^2 tiles
+    and a ``level``^2 level stored as one ``tile``^2 tile (tiles may exceed the image), so a
+    reader that decodes whole tiles allocates ``tile``^2 x 3 bytes for a ``level``^2 image."""
+    import tifffile
+
+    buf = io.BytesIO()
+    with tifffile.TiffWriter(buf) as tif:
+        _tiled_zeros(tif, (base, base, 3), np.uint8, 512)
+        _tiled_zeros(tif, (level, level, 3), np.uint8, tile)
+    return buf.getvalue()

@@ -10,15 +10,19 @@ largest difference between the two servers' embeddings of the same texts.
 
     python benchmarks/serve_load.py [--concurrency 16] [--requests 160] [--rounds 3]
 
-``--attack`` runs the attack mix instead: one server (dynamic batching, service defaults for every
-limit), N normal clients (one-text and one-image /v1/embeddings, zero-shot classify) alone, then
-the same normal load beside attacker clients looping hostile requests (deflated-DICOM and gzip
-bombs, images declaring 60,000^2 pixels, 4,096-prompt classify, 64 KB templates, bare base64,
-oversize and truncated bodies, slow uploads). Reported: normal requests' p50/p99 and error
-counts by status with and without the attack, every hostile answer's status, and the server's
-peak RSS above idle (VmRSS sampled every 20 ms).
+``--attack`` runs the attack mix instead (benchmarks/_serve_attack.py): one server (dynamic
+batching, service defaults for every limit, OpenSlide hidden), N normal clients (one-text and
+one-image /v1/embeddings, zero-shot classify) alone, then the same normal load beside attacker
+clients looping hostile requests (deflated-DICOM and gzip bombs, images declaring 60,000^2 pixels,
+4,096-prompt classify, 64 KB templates, bare base64, oversize and truncated bodies, slow uploads,
+and issue 24's cases: a planar TIFF, a NIfTI at the voxel cap with spacing (1, 99, 1), the
+format-spec template, a slide level stored as one 8192^2 tile, an upper-case data URI), then a
+template probe (normal requests sent while the format-spec template attack is in flight).
+Reported: the server's peak RSS over its warmed-up peak (<= 1 GiB), every attack's status
+(4xx), /health/ready throughout, the normal requests' latency during the template attack (< 5 s).
 
     python benchmarks/serve_load.py --attack [--concurrency 16] [--requests 96]
+        [--issue24 all | planar-tiff,nifti-spacing,format-spec-template,big-tile-slide,...]
 """
 
 from __future__ import annotations
@@ -61,7 +65,9 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def start(model_dir: Path, args: list[str], timeout: bool = True) -> tuple[subprocess.Popen, str]:
+def start(
+    model_dir: Path, args: list[str], timeout: bool = True, env: dict | None = None
+) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [sys.executable, "-m", "biomedclip.cli.main", "serve", "--model", str(model_dir)]
     cmd += ["--port", str(port), "--log-level", "warning", "--max-queue", "4096"]
@@ -69,7 +75,7 @@ def start(model_dir: Path, args: list[str], timeout: bool = True) -> tuple[subpr
         cmd += ["--request-timeout", "600"]
     cmd += args
     log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - lives as long as the server; a pipe nobody reads could block it
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
@@ -120,241 +126,6 @@ def embed(url: str, texts: list[str]) -> np.ndarray:
     return np.array(rows, np.float32)
 
 
-def hostile_bodies() -> list[tuple[str, str, dict | bytes]]:
-    """(name, route, JSON body or raw bytes) of the attack mix (built once, reused)."""
-    import base64
-
-    import _bombs as bombs
-
-    def uri(data: bytes) -> str:
-        return "data:application/octet-stream;base64," + base64.b64encode(data).decode()
-
-    png = bombs.png_declaring(60_000, 60_000)
-    img = uri(bombs.png_declaring(64, 64))
-    return [
-        ("deflated-dicom-bomb", "/v1/embeddings", {"input": [uri(bombs.deflated_dicom_bomb())]}),
-        ("nifti-gz-bomb", "/v1/embeddings", {"input": [uri(bombs.nifti_gz_bomb())]}),
-        ("png-60k", "/v1/embeddings", {"input": [uri(png)]}),
-        ("jpeg-60k", "/v1/classify", {"image": uri(bombs.jpeg_declaring(60_000, 60_000)),
-                                      "labels": ["a"]}),
-        ("tiff-60k", "/v1/embeddings", {"input": [uri(bombs.tiff_declaring(60_000, 60_000))]}),
-        ("jpeg-frame-lies", "/v1/embeddings", {"input": [uri(bombs.jpeg_dicom_lying_about_size())]}),
-        ("bare-base64-bomb", "/v1/embeddings", {"input": [base64.b64encode(png).decode()]}),
-        ("4096-prompts", "/v1/classify", {"image": img, "labels": [f"l{i}" for i in range(64)],
-                                          "templates": [f"{{}} t{j}" for j in range(64)]}),
-        ("64kb-template", "/v1/classify", {"image": img, "labels": ["a"],
-                                           "templates": "{} " + "x" * 65_536}),
-        ("oversize-body", "/v1/embeddings", b'{"input": ["' + b"a" * (33 * 2**20) + b'"]}'),
-        ("truncated-json", "/v1/embeddings", b'{"input": ["abc'),
-    ]  # fmt: skip
-
-
-class RssSampler:
-    """Peak VmRSS of ``pid`` sampled every 20 ms in a thread."""
-
-    def __init__(self, pid: int):
-        import threading
-
-        self.pid, self.peak, self._stop = pid, rss_mib(pid), threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, rss_mib(self.pid))
-            time.sleep(0.02)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-async def slow_upload(port: int, seconds: float) -> int:
-    """Declare 1000 bytes, send one per second: the server must answer 408."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(
-        b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 1000\r\n\r\n"
-    )
-    deadline = time.monotonic() + seconds
-    status = 0
-    try:
-        while time.monotonic() < deadline:
-            writer.write(b" ")
-            await writer.drain()
-            try:
-                line = await asyncio.wait_for(reader.readline(), 1.0)
-            except TimeoutError:
-                continue
-            status = int(line.split()[1]) if line.startswith(b"HTTP/") else -1
-            break
-    except (ConnectionError, OSError):
-        status = status or -2
-    finally:
-        writer.close()
-    return status
-
-
-async def mixed_load(
-    url: str,
-    normal: list[tuple[str, dict]],
-    concurrency: int,
-    attack: list[tuple[str, str, dict | bytes]] | None,
-    attackers: int,
-    timeout_s: float,
-) -> dict:
-    """Normal requests from ``concurrency`` clients; with ``attack``, ``attackers`` clients loop
-    hostile requests (plus one slow uploader) until the normal load is done."""
-    queue: asyncio.Queue = asyncio.Queue()
-    for item in normal:
-        queue.put_nowait(item)
-    lat: list[float] = []
-    statuses: dict[str, int] = {}
-    hostile: dict[str, dict[str, int]] = {}
-    done = asyncio.Event()
-    port = int(url.rsplit(":", 1)[1])
-    limits = httpx.Limits(max_connections=concurrency + attackers + 2)
-    async with httpx.AsyncClient(base_url=url, timeout=timeout_s + 30, limits=limits) as client:
-
-        async def worker() -> None:
-            while not queue.empty():
-                route, body = queue.get_nowait()
-                t = time.perf_counter()
-                try:
-                    r = await client.post(route, json=body)
-                    code = str(r.status_code)
-                except httpx.HTTPError as e:
-                    code = type(e).__name__
-                lat.append(time.perf_counter() - t)
-                statuses[code] = statuses.get(code, 0) + 1
-
-        async def attacker(k: int) -> None:
-            i = k
-            while not done.is_set():
-                name, route, body = attack[i % len(attack)]
-                i += 1
-                try:
-                    if isinstance(body, bytes):
-                        r = await client.post(
-                            route, content=body, headers={"content-type": "application/json"}
-                        )
-                    else:
-                        r = await client.post(route, json=body)
-                    code = str(r.status_code)
-                except httpx.HTTPError as e:
-                    code = type(e).__name__
-                hostile.setdefault(name, {}).setdefault(code, 0)
-                hostile[name][code] += 1
-                await asyncio.sleep(0.05)
-
-        async def slow() -> None:
-            while not done.is_set():
-                code = str(await slow_upload(port, timeout_s + 10))
-                hostile.setdefault("slow-upload", {}).setdefault(code, 0)
-                hostile["slow-upload"][code] += 1
-
-        extra = []
-        if attack:
-            extra = [asyncio.ensure_future(attacker(k)) for k in range(attackers)]
-            extra.append(asyncio.ensure_future(slow()))
-        start_t = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - start_t
-        done.set()
-        await asyncio.gather(*extra)
-    return {"latencies": lat, "statuses": statuses, "hostile": hostile, "wall_s": wall}
-
-
-def attack_main(args) -> None:
-    import base64
-
-    from biomedclip.config import ModelConfig
-    from biomedclip.model import BiomedCLIP
-    from biomedclip.tokenizer import Tokenizer
-
-    hub = SHARED / "biomedclip_hub"
-    tokenizer = Tokenizer.from_pretrained(hub)
-    prompts = short_prompts(tokenizer, n=min(args.requests, 96))
-    examples = sorted(
-        (hub / "example_data" / "biomed_image_classification_example_data").glob("*.jpg")
-    )
-    images = [
-        "data:image/jpeg;base64," + base64.b64encode(p.read_bytes()).decode() for p in examples[:4]
-    ]
-    normal: list[tuple[str, dict]] = []
-    for i in range(args.requests):
-        if i % 4 == 3:
-            normal.append(("/v1/embeddings", {"input": [images[i % len(images)]]}))
-        elif i % 8 == 5:
-            normal.append(
-                (
-                    "/v1/classify",
-                    {
-                        "image": images[i % len(images)],
-                        "labels": ["chest x-ray", "brain mri", "histology"],
-                    },
-                )
-            )
-        else:
-            normal.append(("/v1/embeddings", {"input": prompts[i % len(prompts)]}))
-    attack = hostile_bodies()
-    timeout_s = args.request_timeout
-    flags = ["--max-batch-size", "32", "--max-wait-ms", "5", "--request-timeout", str(timeout_s)]
-    with tempfile.TemporaryDirectory() as tmp:
-        model_dir = Path(tmp) / "model"
-        BiomedCLIP(ModelConfig.biomedclip()).save_pretrained(model_dir, tokenizer=tokenizer)
-        proc, url = start(model_dir, flags, timeout=False)
-        try:
-            asyncio.run(mixed_load(url, normal[:16], args.concurrency, None, 0, timeout_s))
-            idle = rss_mib(proc.pid)
-            phases = {}
-            for phase, hostile in (("normal_only", None), ("normal_with_attack", attack)):
-                with RssSampler(proc.pid) as sampler:
-                    res = asyncio.run(
-                        mixed_load(
-                            url, normal, args.concurrency, hostile, args.attackers, timeout_s
-                        )
-                    )
-                lat = res["latencies"]
-                five = sum(v for k, v in res["statuses"].items() if not k.isdigit() or k[0] == "5")
-                phases[phase] = {
-                    "normal_requests": len(lat),
-                    "normal_statuses": res["statuses"],
-                    "normal_5xx_or_transport_errors": five,
-                    "normal_errors": sum(v for k, v in res["statuses"].items() if k != "200"),
-                    "normal_latency_p50_ms": round(float(np.percentile(lat, 50)) * 1000, 1),
-                    "normal_latency_p99_ms": round(float(np.percentile(lat, 99)) * 1000, 1),
-                    "wall_s": round(res["wall_s"], 1),
-                    "hostile_statuses": res["hostile"],
-                    "hostile_all_4xx": all(
-                        k.isdigit() and k[0] == "4" for d in res["hostile"].values() for k in d
-                    ),
-                    "server_peak_rss_mib": round(sampler.peak, 1),
-                    "server_peak_rss_above_idle_mib": round(sampler.peak - idle, 1),
-                }
-                print(phase, {k: v for k, v in phases[phase].items() if k != "hostile_statuses"})
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
-    result = {
-        "what": (
-            f"attack mix: {args.concurrency} concurrent normal clients, {args.requests} normal "
-            "requests per phase (5/8 one-text embeddings, 1/4 one-image embeddings of real JPEGs, "
-            f"1/8 zero-shot classify), alone and beside {args.attackers} attacker clients looping "
-            "hostile requests plus one slow uploader; full-size model (random weights), fp32 CPU, "
-            "service defaults for every limit; server and clients share the machine"
-        ),
-        "server_flags": " ".join(flags),
-        "server_idle_rss_mib": round(idle, 1),
-        "phases": phases,
-    }
-    path = _bench.write_result(args.name, result)
-    print(f"written {path}")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--concurrency", type=int, default=16)
@@ -363,11 +134,18 @@ def main() -> None:
     ap.add_argument("--attack", action="store_true", help="run the attack mix (see above)")
     ap.add_argument("--attackers", type=int, default=4, help="attacker clients (--attack)")
     ap.add_argument("--request-timeout", type=float, default=120.0, help="server's (--attack)")
+    ap.add_argument(
+        "--issue24",
+        default="all",
+        help="issue 24's cases sent with --attack: 'all' or a comma list (see above)",
+    )
     ap.add_argument("--name", default=None, help="result name (serve_load / serve_load_attack)")
     args = ap.parse_args()
     if args.attack:
+        from _serve_attack import run_attack
+
         args.name = args.name or "serve_load_attack"
-        return attack_main(args)
+        return run_attack(args, start)
     args.name = args.name or "serve_load"
 
     from biomedclip.config import ModelConfig

@@ -40,7 +40,7 @@ class APIError(BiomedCLIPError):
 
 def image_data_uri(image: ImageLike) -> str:
     """A ``data:`` URI of a path, raw bytes or a PIL image (PNG)."""
-    if isinstance(image, str) and image.startswith(("data:", "file://")):
+    if isinstance(image, str) and image[:8].lower().startswith(("data:", "file://")):
         return image
     if isinstance(image, (str, os.PathLike)):
         data = Path(image).read_bytes()

@@ -125,7 +125,7 @@ def test_classify_errors(http):
         ({"image": img, "labels": []}, 400, "labels: give at least 1"),
         ({"image": img, "labels": ["a", " "]}, 400, "label #2 is empty"),
         ({"image": img, "labels": ["a", "a"]}, 400, "duplicate labels"),
-        ({"image": img, "labels": ["a"], "templates": ["no placeholder"]}, 400, "placeholder"),
+        ({"image": img, "labels": ["a"], "templates": ["no placeholder"]}, 422, "placeholder"),
         ({"image": img, "labels": ["a"], "templates": []}, 400, "no templates"),
         ({"image": img, "labels": ["a"], "top_k": 0}, 422, "top_k"),
         ({"image": "nonsense!", "labels": ["a"]}, 400, "image[0]"),

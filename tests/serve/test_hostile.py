@@ -108,6 +108,19 @@ def hostile_requests() -> dict[str, tuple[str, dict]]:
         ),
         "64kb-label": ("/v1/classify", {"image": img, "labels": ["x" * 65_536]}),
         "braces-template": ("/v1/classify", {"image": img, "labels": ["a"], "templates": "{0}{1}"}),
+        "format-spec-template": (
+            "/v1/classify",
+            {"image": img, "labels": ["a", "b"], "templates": [bombs.template_format_spec()] * 8},
+        ),
+        "upper-case-data-uri-bomb": (
+            "/v1/embeddings",
+            {
+                "input": [
+                    "DATA:image/png;BASE64,"
+                    + base64.b64encode(bombs.png_declaring(60_000, 60_000)).decode()
+                ]
+            },
+        ),
         "unlisted-path": ("/v1/embeddings", {"input": ["/etc/shadow.png"]}),
         "explain-bomb": (
             "/v1/explain",

@@ -93,7 +93,27 @@ def test_prompt_and_template_limits(http):
     body = {"image": img, "labels": ["a"], "templates": "{}" + "x" * 400}
     assert "characters exceeds" in error_of(http.post("/v1/classify", json=body), 413)
     body = {"image": img, "labels": ["a"], "templates": "{} and {name}"}
-    assert "exactly one" in error_of(http.post("/v1/classify", json=body), 400)
+    assert "'{} and {name}': only a bare" in error_of(http.post("/v1/classify", json=body), 422)
+
+
+def test_data_uri_scheme_and_base64_marker_are_case_insensitive(http, example_image):
+    """Issue 24: ``DATA:image/png;base64,...`` was embedded as text."""
+    from biomedclip.client import image_data_uri
+
+    raw = base64.b64encode(example_image.read_bytes()).decode()
+    ref = vectors(http.post("/v1/embeddings", json={"input": ["data:image/jpeg;base64," + raw]}))
+    variants = ["DATA:image/jpeg;base64,", "Data:IMAGE/JPEG;BASE64,", "data:image/jpeg;Base64,"]
+    for prefix in variants:
+        res = http.post("/v1/embeddings", json={"input": [prefix + raw, "chest x-ray"]})
+        assert [d["modality"] for d in res.json()["data"]] == ["image", "text"], prefix
+        assert float(vectors(res)[0] @ ref[0]) > 0.9999, prefix
+        assert image_data_uri(prefix + raw) == prefix + raw  # the client sends it as given
+    body = {"image": variants[0] + raw, "labels": ["chest x-ray", "brain mri"]}
+    assert http.post("/v1/classify", json=body).status_code == 200
+    res = http.post("/v1/embeddings", json={"input": ["DATA:image/png,abc"], "modality": "image"})
+    assert "must be base64-encoded" in error_of(res, 400)
+    url = "FILE://" + str(example_image)
+    assert http.post("/v1/embeddings", json={"input": [url]}).json()["modality"] == "image"
 
 
 def test_server_faults_are_500_not_the_clients(http, server, monkeypatch):

@@ -76,13 +76,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from biomedclip.cli.common import encoder_from_args, load_from_args
-    from biomedclip.zeroshot import classify_encoded, parse_labels
+    from biomedclip.prompts import check_prompts, parse_labels
 
-    labels = parse_labels(args.labels)  # refuse bad labels before loading the model
+    labels = parse_labels(args.labels)  # refuse bad labels and templates before any heavy import
+    check_prompts(labels, args.template or args.templates)
     if args.top_k < 1 or args.top_tiles < 0:
         report_error("--top-k must be >= 1 and --top-tiles >= 0")
         return 2
+    from biomedclip.cli.common import encoder_from_args, load_from_args
+    from biomedclip.zeroshot import classify_encoded
+
     model, preprocess, tokenizer = load_from_args(args)
     encoder = encoder_from_args(args, model, preprocess, tokenizer)
     encoder.progress = not args.json and len(args.images) > 1

@@ -171,11 +171,13 @@ class OnnxBiomedCLIP:
         """Zero-shot weights ``[C, D]``: per label the renormalised mean of its prompt embeddings."""
         if not labels:
             raise InputError("no labels given")
-        prompts = [t.format(label) for label in labels for t in templates]
+        from biomedclip.prompts import build_prompts  # the template grammar, lengths first
+
+        prompts = build_prompts(labels, templates)
         enc = self.encode_texts(prompts)
         if enc.errors:
             raise InputError(f"prompt {prompts[enc.errors[0][0]]!r}: {enc.errors[0][1]}")
-        emb = enc.embeddings.reshape(len(labels), len(templates), -1).mean(axis=1)
+        emb = enc.embeddings.reshape(len(labels), len(prompts) // len(labels), -1).mean(axis=1)
         return _unit(emb)
 
     def classify(

@@ -1,7 +1,8 @@
 """Every error the service returns is JSON: ``{"error": {"message", "type", "code", "param"}}``.
 
 Status codes follow embedding servers (TEI): 4xx blame the request (400 bad input, 401 key,
-408 slow client, 413 too large, 415 unknown format, 422 schema, 429 overloaded + Retry-After),
+408 slow client, 413 too large, 415 unknown format, 422 schema or a template outside the grammar,
+429 overloaded + Retry-After),
 424 the model failed on an input, 500 a server fault (corrupt index, missing server package, bug),
 503 only while not ready (loading; without Retry-After after a failed load).
 """
@@ -24,6 +25,7 @@ from biomedclip.errors import (
     TokenizerError,
     UnsupportedFormatError,
 )
+from biomedclip.prompts import PromptTooLongError, TemplateError
 from biomedclip.serve.batching import BatcherStopped, QueueFull, RequestTimeout, RowFailed
 from biomedclip.serve.limits import PayloadTooLarge
 
@@ -62,8 +64,10 @@ def error_response(
 
 def status_of(e: BiomedCLIPError) -> tuple[int, str]:
     """The status of a library error: the request's fault (4xx) or the server's (500)."""
-    if isinstance(e, (ImageTooLargeError, PayloadTooLarge)):
+    if isinstance(e, (ImageTooLargeError, PayloadTooLarge, PromptTooLongError)):
         return 413, "payload_too_large"
+    if isinstance(e, TemplateError):
+        return 422, "invalid_template"
     if isinstance(e, ImageDependencyError):
         return 500, "server_missing_dependency"
     if isinstance(e, UnsupportedFormatError):

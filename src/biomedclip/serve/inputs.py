@@ -19,7 +19,10 @@ from PIL import Image
 from biomedclip.errors import ImageError, InputError
 from biomedclip.imaging import ReadOptions, read_image
 
-DATA_URI = re.compile(r"^data:([\w.+/-]*)((?:;[\w.+-]+=[\w.+-]+)*)(;base64)?,", re.ASCII)
+# URI schemes and the ";base64" marker are case-insensitive (RFC 3986 3.1, RFC 2397)
+DATA_URI = re.compile(
+    r"^data:([\w.+/-]*)((?:;[\w.+-]+=[\w.+-]+)*)(;base64)?,", re.ASCII | re.IGNORECASE
+)
 BASE64_CHARS = re.compile(r"^[A-Za-z0-9+/=\s_-]+$")
 
 
@@ -28,6 +31,11 @@ IMAGE_SUFFIXES = (
     ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".jp2", ".j2k",
     ".dcm", ".dicom", ".ima", ".nii", ".nii.gz", ".svs", ".ndpi", ".mrxs",
 )  # fmt: skip
+
+
+def has_scheme(value: str, *schemes: str) -> bool:
+    """Whether ``value`` starts with one of the (lower-case) ``schemes``, in any case."""
+    return value[:8].lower().startswith(schemes)
 
 
 def image_signature(head: bytes) -> bool:
@@ -63,7 +71,7 @@ def input_modality(value: str, roots: list[Path]) -> str:
     spaces) whose bytes start with a known image signature, or an absolute path under an allowed
     directory or with an image suffix (refused later unless allowed). Everything else is text.
     """
-    if value.startswith(("data:", "file://")) or bare_base64_image(value):
+    if has_scheme(value, "data:", "file://") or bare_base64_image(value):
         return "image"
     if value.startswith("/") and "\n" not in value and len(value) < 4096:
         if value.lower().endswith(IMAGE_SUFFIXES):
@@ -100,7 +108,7 @@ class ImageResolver:
             if not m.group(3):
                 raise InputError(f"{name}: data URI must be base64-encoded (';base64,')")
             data = decode_base64(ref[m.end() :], name)
-        elif ref.startswith("file://") or (ref.startswith("/") and not bare_base64_image(ref)):
+        elif has_scheme(ref, "file://") or (ref.startswith("/") and not bare_base64_image(ref)):
             return self.local_file(ref, name)
         elif "://" in ref:
             raise InputError(
@@ -119,7 +127,7 @@ class ImageResolver:
             raise InputError(
                 f"{name}: local files are not allowed by this server (start it with --allow-files)"
             )
-        raw = unquote(urlparse(ref).path) if ref.startswith("file://") else ref
+        raw = unquote(urlparse(ref).path) if has_scheme(ref, "file://") else ref
         if "\x00" in raw:
             raise InputError(f"{name}: invalid file path")
         path = Path(os.path.realpath(raw))

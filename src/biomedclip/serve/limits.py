@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Sequence
+from contextvars import ContextVar
 
 from biomedclip.errors import InputError
+
+# time.monotonic() by which the request being handled must be answered (set by Admission; the
+# tasks a handler starts inherit it)
+DEADLINE: ContextVar[float | None] = ContextVar("biomedclip_request_deadline", default=None)
+
+
+def remaining(default: float) -> float:
+    """Seconds left before this request's deadline (``default`` outside a request)."""
+    deadline = DEADLINE.get()
+    return default if deadline is None else max(deadline - time.monotonic(), 0.0)
 
 
 class PayloadTooLarge(InputError):
@@ -100,6 +112,7 @@ class Admission:
             await send(message)
 
         self.active += limited
+        token = DEADLINE.set(time.monotonic() + self.timeout_s)
         try:
             async with asyncio.timeout(self.timeout_s):
                 await self.app(scope, guarded_receive, guarded_send)
@@ -130,6 +143,7 @@ class Admission:
                     {"Retry-After": "2"},
                 )
         finally:
+            DEADLINE.reset(token)
             self.active -= limited
 
 

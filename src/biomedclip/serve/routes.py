@@ -1,5 +1,7 @@
-"""The /v1 API, health checks and /metrics. Handlers decode/tokenise off the event loop and wait
-on the batchers; every bad input raises an error that :mod:`.errors` turns into a 4xx."""
+"""The /v1 API, health checks and /metrics. Handlers check limits on the event loop (arithmetic
+on sizes), then build prompts, tokenise and decode in worker pools awaited until the request's
+deadline, and wait on the batchers; every bad input raises an error that :mod:`.errors` turns
+into a 4xx."""
 
 from __future__ import annotations
 
@@ -16,7 +18,6 @@ import torch
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
 
 from biomedclip.errors import BiomedCLIPError, InputError
 from biomedclip.serve import schemas as S
@@ -34,7 +35,7 @@ ERRORS = {
         408: "the client did not send its body within the request timeout",
         413: "body, image, list, text or template too large",
         415: "unsupported image format",
-        422: "body does not match the schema",
+        422: "body does not match the schema, or a template is outside the grammar",
         424: "the model failed on this input",
         429: "overloaded (queue full, too many requests, timeout): see Retry-After",
         500: "server fault (corrupt index, missing server package, bug)",
@@ -112,13 +113,13 @@ def encode_vector(v: np.ndarray, fmt: str) -> list[float] | str:
 async def text_vectors(
     rt: Runtime, texts: list[str], name: str = "input"
 ) -> tuple[np.ndarray, int, list[int]]:
-    rows, tokens, truncated = await run_in_threadpool(rt.tokenize, texts, name)
-    return await rt.text.run(rows, rt.settings.request_timeout_s), tokens, truncated
+    rows, tokens, truncated = await rt.text_rows(texts, name)
+    return await rt.text.run(rows, rt.remaining()), tokens, truncated
 
 
 async def image_vectors(rt: Runtime, refs: list[str | Path], name: str) -> np.ndarray:
     pixels = await rt.pixels(refs, name)
-    return await rt.image.run(pixels, rt.settings.request_timeout_s)
+    return await rt.image.run(pixels, rt.remaining())
 
 
 # ---- /v1 -------------------------------------------------------------------------------------
@@ -151,9 +152,9 @@ async def embeddings(body: S.EmbeddingsRequest, request: Request):
 
     async def embed_texts():
         nonlocal tokens, truncated
-        rows, tokens, cut = await run_in_threadpool(rt.tokenize, [inputs[i] for i in texts])
+        rows, tokens, cut = await rt.text_rows([inputs[i] for i in texts])
         truncated = [texts[k] for k in cut]
-        out = await rt.text.run(rows, rt.settings.request_timeout_s)
+        out = await rt.text.run(rows, rt.remaining())
         for k, i in enumerate(texts):
             vectors[i] = out[k]
 
@@ -162,7 +163,7 @@ async def embeddings(body: S.EmbeddingsRequest, request: Request):
         names = [f"input[{i}]" for i in images]
         tasks = [rt.decode(rt._pixels, r, n) for r, n in zip(refs, names)]
         pixels = await asyncio.gather(*tasks)
-        out = await rt.image.run(pixels, rt.settings.request_timeout_s)
+        out = await rt.image.run(pixels, rt.remaining())
         for k, i in enumerate(images):
             vectors[i] = out[k]
 
@@ -199,7 +200,7 @@ async def classify(body: S.ClassifyRequest, request: Request):
     check_count(body.labels, rt.settings.max_labels, "labels")
     labels = parse_labels(body.labels)
     rt.check_texts(labels, "labels", rt.settings.max_template_chars)
-    rt.prompts(labels, body.templates)  # refuse too many / too long prompts before decoding
+    rt.check_prompts(labels, body.templates)  # refuse bad / too many / too long before decoding
     image, weights = await asyncio.gather(
         image_vectors(rt, [body.image], "image"), rt.classifier(tuple(labels), body.templates)
     )
@@ -274,7 +275,7 @@ async def search(body: S.SearchRequest, request: Request):
     elif kind == "image":
         query = await image_vectors(rt, [body.image], "image")
     elif kind == "item":
-        path = await run_in_threadpool(_row_image, rt, body.item)
+        path = await rt.offload(_row_image, rt, body.item)
         query = await image_vectors(rt, [path], "item")
     else:
         with np.errstate(over="ignore"):  # beyond float32: inf, refused just below
@@ -282,7 +283,7 @@ async def search(body: S.SearchRequest, request: Request):
         if query.shape[1] != rt.dim or not np.isfinite(query).all() or not np.abs(query).sum():
             raise InputError(f"embedding: need {rt.dim} finite numbers, not all zero")
     where = {"modality": body.modality} if body.modality else None
-    hits = await run_in_threadpool(index_call, rt.searcher.search_vectors, query, body.top_k, where)
+    hits = await rt.offload(index_call, rt.searcher.search_vectors, query, body.top_k, where)
     out = []
     for h in hits[0]:
         meta = h.metadata
@@ -368,8 +369,8 @@ async def explain(body: S.ExplainRequest, request: Request):
     async with slots:
         rt.check_texts([body.text], "text")
         image = await rt.decode(rt.resolver.image, body.image, "image")
-        ex = await run_in_threadpool(rt.explain, image, body.text, body.method)
-        png = await run_in_threadpool(lambda: png_bytes(overlay(ex.view, ex.grid, body.alpha)))
+        ex = await rt.offload(rt.explain, image, body.text, body.method)
+        png = await rt.offload(lambda: png_bytes(overlay(ex.view, ex.grid, body.alpha)))
     return JSONResponse(
         {
             "model": model_id(rt),

@@ -6,6 +6,11 @@ zero-shot prompts go through the text batcher too (so a classifier of many promp
 into passes of ``max_batch_size`` rows, under the request deadline) and the weights are cached.
 Forward passes are serialised by one lock. Images are decoded in a pool of
 ``max_concurrent_decodes`` threads, which bounds the decoded pixels in flight.
+
+The event-loop rule: a handler does only bounded bookkeeping on the event loop (limits checked
+by arithmetic on sizes it was sent). Work that grows with the request (building prompts,
+tokenising, decoding) runs in a worker pool (:meth:`Runtime.offload`, :meth:`Runtime.decode`),
+awaited at most until the request's deadline, so one slow request never stalls other clients.
 """
 
 from __future__ import annotations
@@ -24,14 +29,16 @@ import torch
 import torch.nn.functional as F
 
 from biomedclip.errors import InputError
-from biomedclip.serve.batching import DynamicBatcher
+from biomedclip.prompts import build_prompts, check_prompts, resolve_templates
+from biomedclip.serve.batching import DynamicBatcher, RequestTimeout
 from biomedclip.serve.config import ServeSettings
 from biomedclip.serve.inputs import ImageResolver
-from biomedclip.serve.limits import PayloadTooLarge
+from biomedclip.serve.limits import PayloadTooLarge, remaining
 from biomedclip.serve.metrics import Metrics
 
 log = logging.getLogger("biomedclip.serve")
 CLASSIFIER_CACHE = 64
+REQUEST_WORKERS = 8  # threads for request-sized CPU work (prompts, tokenising)
 
 
 class Runtime:
@@ -46,6 +53,7 @@ class Runtime:
         self.compute_lock = threading.Lock()
         self.resolver = ImageResolver(settings.allow_files, settings.max_pixels)
         self.decoders = ThreadPoolExecutor(settings.max_concurrent_decodes, "decode")
+        self.workers = ThreadPoolExecutor(REQUEST_WORKERS, "request")
         self.ready = False
         self.error: str | None = None
         self.on_fatal: Callable[[str], None] | None = None
@@ -125,6 +133,7 @@ class Runtime:
             if b is not None:
                 b.stop()
         self.decoders.shutdown(wait=False, cancel_futures=True)
+        self.workers.shutdown(wait=False, cancel_futures=True)
 
     # ---- forward passes (batch worker threads) ----------------------------------------------
     def _run_text(self, rows: Sequence[list[int]]) -> np.ndarray:
@@ -173,10 +182,30 @@ class Runtime:
     def _pixels(self, ref: str | Path, name: str) -> torch.Tensor:
         return self.preprocess(self.resolver.image(ref, name))
 
+    def remaining(self) -> float:
+        """Seconds left before the current request's deadline."""
+        return remaining(self.settings.request_timeout_s)
+
+    async def _await(self, pool: ThreadPoolExecutor, what: str, fn, *args):
+        fut = pool.submit(fn, *args)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(fut), self.remaining())
+        except TimeoutError as e:  # the waiter leaves; a call already running ends in its slot
+            raise RequestTimeout(f"{what} did not finish within the request timeout") from e
+
+    async def offload(self, fn, *args):
+        """Run request-sized CPU work (prompts, tokenising) in the request worker pool, awaited
+        at most until the request's deadline: the event loop stays free for other clients."""
+        return await self._await(self.workers, "the request's text work", fn, *args)
+
     async def decode(self, fn, *args):
-        """Run a decode in the bounded decode pool (a cancelled waiter leaves the pool's queue;
-        a decode already running finishes in its slot)."""
-        return await asyncio.wrap_future(self.decoders.submit(fn, *args))
+        """Run a decode in the bounded decode pool, awaited at most until the request's deadline
+        (a cancelled waiter leaves the pool's queue; a decode already running finishes)."""
+        return await self._await(self.decoders, "the image decode", fn, *args)
+
+    async def text_rows(self, texts: Sequence[str], name: str = "input"):
+        """:meth:`tokenize` in the worker pool."""
+        return await self.offload(self.tokenize, texts, name)
 
     async def pixels(self, refs: Sequence[str | Path], name: str = "input") -> list[torch.Tensor]:
         """Decode and preprocess images in the decode pool; the first bad one raises."""
@@ -191,17 +220,19 @@ class Runtime:
                 t.cancel()
             raise
 
-    def prompts(self, labels: Sequence[str], templates) -> tuple[tuple[str, ...], list[str]]:
-        """The templates (checked: count x labels, length, one ``{}``) and the prompts."""
-        from biomedclip.prompts import resolve_templates
-
+    def check_prompts(self, labels: Sequence[str], templates) -> tuple[str, ...]:
+        """The checked templates: count x labels (413), each template's length (413), the
+        grammar (:func:`biomedclip.prompts.parse_template`: 422) and every prompt's length
+        (413), all computed from sizes before any prompt is built (cheap: on the event loop)."""
         s = self.settings
-        if isinstance(templates, list) and len(templates) * len(labels) > s.max_prompts:
-            raise PayloadTooLarge(
-                f"{len(labels)} labels x {len(templates)} templates = "
-                f"{len(labels) * len(templates)} prompts: the limit is {s.max_prompts}"
-            )
-        if isinstance(templates, str) and len(templates) > s.max_template_chars:
+        if isinstance(templates, list):
+            if len(templates) * len(labels) > s.max_prompts:
+                raise PayloadTooLarge(
+                    f"{len(labels)} labels x {len(templates)} templates = "
+                    f"{len(labels) * len(templates)} prompts: the limit is {s.max_prompts}"
+                )
+            self.check_texts(templates, "templates", s.max_template_chars)
+        elif isinstance(templates, str) and len(templates) > s.max_template_chars:
             raise PayloadTooLarge(
                 f"templates: {len(templates)} characters exceeds the limit of "
                 f"{s.max_template_chars}"
@@ -213,32 +244,28 @@ class Runtime:
                 f"prompts: the limit is {s.max_prompts}"
             )
         self.check_texts(temps, "templates", s.max_template_chars)
-        out = []
-        for t in temps:
-            try:
-                out.extend(t.format(label) for label in labels)
-            except (IndexError, KeyError, ValueError) as e:
-                raise InputError(f"template {t[:80]!r}: use exactly one '{{}}' ({e})") from e
-        # label-major order, as Encoder.classifier
-        prompts = [out[j * len(labels) + i] for i in range(len(labels)) for j in range(len(temps))]
-        return temps, prompts
+        check_prompts(labels, temps, s.max_text_chars)
+        return temps
+
+    def _prompt_rows(self, labels: Sequence[str], temps: tuple[str, ...]) -> list[list[int]]:
+        """Build (label-major, as Encoder.classifier) and tokenise the prompts: worker pool."""
+        prompts = build_prompts(labels, temps, self.settings.max_text_chars)
+        return self.tokenize(prompts, "prompts")[0]
 
     async def classifier(self, labels: tuple[str, ...], templates) -> torch.Tensor:
         """Zero-shot weights ``[C, D]`` (as :meth:`Encoder.classifier`: per label the mean of its
-        unit prompt embeddings, renormalised), the prompts chunked through the text batcher;
-        an LRU cache keeps the label sets that come back."""
-        temps, prompts = self.prompts(labels, templates)
+        unit prompt embeddings, renormalised), the prompts built and tokenised in the worker pool
+        and chunked through the text batcher; an LRU cache keeps the label sets that come back."""
+        temps = self.check_prompts(labels, templates)
         key = (labels, temps)
         with self._cache_lock:
             if key in self._classifiers:
                 self._classifiers.move_to_end(key)
                 return self._classifiers[key]
-        rows, _, _ = await asyncio.get_running_loop().run_in_executor(
-            None, self.tokenize, prompts, "prompts"
-        )
+        rows = await self.offload(self._prompt_rows, labels, temps)
         step = self.settings.max_batch_size  # chunks: never more than one pass in the queue
         parts = [
-            await self.text.run(rows[i : i + step], self.settings.request_timeout_s)
+            await self.text.run(rows[i : i + step], self.remaining())
             for i in range(0, len(rows), step)
         ]
         emb = (

@@ -74,7 +74,10 @@ class ClassifyRequest(Strict):
     image: str = Field(description=IMAGE_DOC)
     labels: list[str] = Field(description="candidate labels (at least one)")
     templates: str | list[str] | None = Field(
-        None, description='"model-card" (default), "paper", or templates with {} for the label'
+        None,
+        description='"model-card" (default), "paper", or templates: literal text with exactly '
+        "one bare {} for the label ({{ and }} are literal braces; no field names, format specs "
+        "or conversions: 422)",
     )
     top_k: int | None = Field(None, ge=1, description="return only the k most probable labels")
 
