@@ -73,8 +73,9 @@ def test_eval_matches_trainer_and_probe_beats_zero_shot(shapes_run, tmp_path, ca
 
 @pytest.mark.slow
 def test_coop_learns_prompts_where_zero_shot_has_nothing_to_read(shapes_run, tmp_path):
-    """CoOp as published (16 context vectors, SGD + cosine decay, CoOp's 200 epochs at 16 shots,
-    best validation epoch) beats zero-shot by a clear margin on the fully trained tiny model.
+    """CoOp (16 context vectors, SGD + cosine decay, CoOp's 200 epochs at 16 shots; here with the
+    ``best-val`` selection these numbers were measured with, the published default keeps the
+    last epoch) beats zero-shot by a clear margin on the fully trained tiny model.
 
     Why the class names are folder codes the model cannot read: with its own names
     ("red ring", ...) this model's zero-shot classifier already sits at the ceiling of any
@@ -115,7 +116,8 @@ def test_coop_learns_prompts_where_zero_shot_has_nothing_to_read(shapes_run, tmp
 
     def coop(**kw):
         [res] = coop_few_shot(model, tokenizer, train, test, codes, shots=(16,), seeds=(0,),
-                              settings=CoOpSettings(**kw), n_resamples=0, val=val)  # fmt: skip
+                              settings=CoOpSettings(select=SELECT, **kw), n_resamples=0,
+                              val=val)  # fmt: skip
         return res
 
     csc = coop(class_specific=True)
@@ -134,4 +136,5 @@ def test_coop_learns_prompts_where_zero_shot_has_nothing_to_read(shapes_run, tmp
     assert unified.metrics["acc1"] < 1 / n_classes + 0.05
 
 
+SELECT = "best-val"
 MARGIN = 0.5  # chance (1/12) to at least 0.58; measured 0.958

@@ -112,6 +112,10 @@ def _register_few_shot(sub) -> None:
     p.add_argument("--coop-epochs", type=int, default=None,
                    help="CoOp epochs (default: CoOp's by shot count: 50 at 1-2, 100 at 4-8, 200 at 16)")  # fmt: skip
     p.add_argument("--coop-ctx", type=int, default=16, help="CoOp context vectors (default: 16)")
+    p.add_argument("--coop-select", choices=["last", "best-val"], default="last",
+                   help="CoOp model selection: the last epoch (default, as published: Dassl "
+                        "TEST.FINAL_MODEL=last_step) or the best epoch on min(k, 4) validation "
+                        "images per class (a deviation, reported as such)")  # fmt: skip
     p.add_argument("--coop-class-specific", action="store_true",
                    help="CoOp: one context per class (CSC) instead of one shared context")  # fmt: skip
     p.set_defaults(func=run_few_shot)
@@ -297,7 +301,8 @@ def run_few_shot(args: argparse.Namespace) -> int:
             results += run(ctx, args.dataset, args.shots, args.seeds)
         if args.method in ("coop", "both"):
             settings = CoOpSettings(n_ctx=args.coop_ctx, epochs=args.coop_epochs,
-                                    class_specific=args.coop_class_specific)  # fmt: skip
+                                    class_specific=args.coop_class_specific,
+                                    select=args.coop_select)  # fmt: skip
             results += run_coop(ctx, args.dataset, args.shots, args.seeds, settings=settings)
     return finish(args, results)
 
