@@ -78,6 +78,10 @@ def register(subparsers) -> None:
         help="override a config key, e.g. --set train.epochs=10 (repeatable)",
     )
     t.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    t.add_argument("--skip-unreadable", action="store_true",
+                   help="train without the questions whose image cannot be read (their number "
+                        "is printed); without it, any unreadable training image is an error "
+                        "(exit 2) before training starts")  # fmt: skip
     add_json_flag(t)
     t.set_defaults(func=run_train)
 
@@ -116,6 +120,8 @@ def run_train(args: argparse.Namespace) -> int:
     from biomedclip.cli.training_run import run_training_config, vqa_summary_line
     from biomedclip.vqa.config import load_vqa_config
 
+    if args.skip_unreadable:
+        args.overrides = [*args.overrides, "data.skip_unreadable=true"]
     return run_training_config(
         args, load_vqa_config, "biomedclip.vqa.trainer:train_vqa", vqa_summary_line
     )
