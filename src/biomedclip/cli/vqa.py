@@ -24,8 +24,9 @@ examples:
 
 EVAL_DESCRIPTION = """\
 Score a VQA model on a split: closed / open / overall exact-match accuracy (the headline, as
-METER / M3AE score: case, punctuation and whitespace normalised), the lenient score beside it
-(number words, articles, yes/no variants folded), token-level F1, per answer type and per
+METER / M3AE score: prediction and gold answer both in the published normalisation, METER / ViLT
+normalize_word: lower case, punctuation, number words -> digits, articles dropped), the lenient
+score beside it (also yes/no variants folded), token-level F1, per answer type and per
 question type, with bootstrap 95 % intervals; writes OUT/report.json, OUT/report.md (with the
 published BiomedCLIP + METER numbers alongside) and OUT/predictions.jsonl. Gold answers outside the
 model's answer vocabulary count as wrong; the report says how many there were and which vocabulary
