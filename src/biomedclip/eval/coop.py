@@ -138,10 +138,22 @@ class _OpenClipTower:
         return proj(x) if isinstance(proj, torch.nn.Linear) else x @ proj
 
 
-def prompt_tower(model, tokenizer, label: str = ""):
+def prompt_tower(model, tokenizer, label: str = "", n_ctx: int | None = None):
     """The text tower CoOp learns prompts through, or :class:`InputError` naming what is missing
-    (raised before any work: :func:`biomedclip.eval.runner.run_coop` asks first)."""
-    name = label or type(model).__name__
+    (raised before any work: :func:`biomedclip.eval.runner.run_coop` asks first); with ``n_ctx``,
+    also refused when the tower's context cannot hold that many context vectors and a name."""
+    tower = _tower(model, tokenizer, label or type(model).__name__)
+    limit = int(tower.tok.context_length)
+    if n_ctx is not None and n_ctx + 3 > limit:
+        raise InputError(
+            f"{label or type(model).__name__}: {n_ctx} CoOp context vectors need a text context of "
+            f"at least {n_ctx + 3} tokens (start, context, a name token, end); this text tower "
+            f"takes {limit}: use --coop-ctx {max(1, limit - 3)} or fewer"
+        )
+    return tower
+
+
+def _tower(model, tokenizer, name: str):
     if hasattr(getattr(model, "text", None), "transformer") and hasattr(tokenizer, "cls_id"):
         return _BertTower(model, tokenizer)
     kind = getattr(tokenizer, "kind", None)
@@ -171,7 +183,7 @@ class PromptLearner(torch.nn.Module):
         self, model, tokenizer, classnames: Sequence[str], settings: CoOpSettings, seed: int
     ):
         super().__init__()
-        self.tower = prompt_tower(model, tokenizer)
+        self.tower = prompt_tower(model, tokenizer, n_ctx=settings.n_ctx)
         m = settings.n_ctx
         rows = self.tower.rows(classnames, m, settings.suffix)
         pad_id, width = self.tower.pad(max(len(r) for r in rows))
@@ -302,7 +314,7 @@ def coop_few_shot(
     """One :class:`EvalResult` per k (``task="coop"``): mean and ``*_std`` over ``seeds``.
     ``val`` is used only with ``settings.select == "best-val"`` (reported as a deviation)."""
     settings = settings or CoOpSettings()
-    prompt_tower(model, tokenizer, model_name)  # refuse before any work
+    prompt_tower(model, tokenizer, model_name, settings.n_ctx)  # refuse before any work
     scale = float(model.logit_scale.detach().exp())
     out = []
     for k in shots:

@@ -137,8 +137,9 @@ def run_coop(
     from biomedclip.eval.coop import CoOpSettings, coop_few_shot, prompt_tower
 
     enc = ctx.encoder
-    prompt_tower(enc.model, enc.tokenizer, ctx.model_name)  # refuse before encoding anything
     settings = settings or CoOpSettings()
+    # refuse before encoding anything
+    prompt_tower(enc.model, enc.tokenizer, ctx.model_name, settings.n_ctx)
     tr, te = ctx.features(name, "train"), ctx.features(name, "test")
     va = ctx.features(name, "val") if settings.select == "best-val" else None
     names = classnames_for(te.dataset, classnames)
@@ -182,10 +183,11 @@ def reproduce(
             if "few-shot" in tasks:
                 results += run_few_shot(c, name, shots, seeds)
             if "coop" in tasks:
-                from biomedclip.eval.coop import prompt_tower
+                from biomedclip.eval.coop import CoOpSettings, prompt_tower
 
                 try:
-                    prompt_tower(c.encoder.model, c.encoder.tokenizer, c.model_name)
+                    prompt_tower(c.encoder.model, c.encoder.tokenizer, c.model_name,
+                                 CoOpSettings().n_ctx)  # fmt: skip
                 except InputError as e:
                     skipped[f"{name} coop ({c.model_name})"] = str(e)
                     continue
