@@ -255,6 +255,10 @@ def print_table(results, skipped=None, paths=None) -> None:
     for name, why in (skipped or {}).items():
         c.print(f"[yellow]not evaluated[/] {name}: {why}")
     for r in results:
+        for d in r.settings.get("deviations", []):
+            c.print(f"[yellow]deviation from the published protocol[/] {r.dataset} "
+                    f"{_setting(r)}: {d}")  # fmt: skip
+    for r in results:
         for f in r.failures[:10]:
             c.print(f"[yellow]left out[/] {r.dataset} {f['id']}: {f['error']}")
     if paths:
