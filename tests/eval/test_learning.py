@@ -73,8 +73,9 @@ def test_eval_matches_trainer_and_probe_beats_zero_shot(shapes_run, tmp_path, ca
 
 @pytest.mark.slow
 def test_coop_learns_prompts_where_zero_shot_has_nothing_to_read(shapes_run, tmp_path):
-    """CoOp as published (16 context vectors, SGD + cosine decay, CoOp's 200 epochs at 16 shots,
-    best validation epoch) beats zero-shot by a clear margin on the fully trained tiny model.
+    """CoOp as published (16 context vectors, "name." prompts, SGD with one warm-up epoch then
+    cosine stepped per epoch, CoOp's 200 epochs at 16 shots, the last epoch kept) beats zero-shot
+    by a clear margin on the fully trained tiny model.
 
     Why the class names are folder codes the model cannot read: with its own names
     ("red ring", ...) this model's zero-shot classifier already sits at the ceiling of any
@@ -84,9 +85,9 @@ def test_coop_learns_prompts_where_zero_shot_has_nothing_to_read(shapes_run, tmp
     no prompt can beat it by more than noise. Codes (as in a folder dataset whose classes are
     numbered) are what CoOp is for: every code tokenises to [UNK], zero-shot is chance, and
     class-specific context (CSC) has to learn each class's prompt from the 16 shots alone; it
-    reaches the class-mean ceiling (one torch thread: 0.954 vs 0.946 with AVX-512, 0.950 vs 0.954
-    with AVX2 kernels; before ties in validation accuracy went to the lower loss, the earliest tied
-    epoch was kept and AVX2 gave 0.900). A unified context
+    reaches the class-mean ceiling (the published last epoch, one torch thread, AVX2: 0.954 vs 0.950;
+    with the best-validation selection it was 0.954 vs 0.946 with AVX-512, 0.950 vs 0.954 with
+    AVX2 kernels). A unified context
     cannot separate identical prompts, so it stays at chance: a check that the context is shared.
     """
     import biomedclip
@@ -115,7 +116,8 @@ def test_coop_learns_prompts_where_zero_shot_has_nothing_to_read(shapes_run, tmp
 
     def coop(**kw):
         [res] = coop_few_shot(model, tokenizer, train, test, codes, shots=(16,), seeds=(0,),
-                              settings=CoOpSettings(**kw), n_resamples=0, val=val)  # fmt: skip
+                              settings=CoOpSettings(select=SELECT, **kw), n_resamples=0,
+                              val=val)  # fmt: skip
         return res
 
     csc = coop(class_specific=True)
@@ -124,7 +126,7 @@ def test_coop_learns_prompts_where_zero_shot_has_nothing_to_read(shapes_run, tmp
           f"16-shot class means {ceiling:.3f}; epochs {st['epochs']}, steps {st['steps']}, "
           f"best epoch {st['best_epoch']}, loss {st['first_loss'][0]:.3f} -> "
           f"{st['final_loss'][0]:.3f}")  # fmt: skip
-    assert st["n_ctx"] == 16 and st["epochs"] == [200] and st["selection"].startswith("best val")
+    assert st["n_ctx"] == 16 and st["epochs"] == [200] and st["selection"].startswith("last")
     assert st["final_loss"][0] < st["first_loss"][0]
     assert zs.metrics["acc1"] < 1 / n_classes + 0.05  # nothing to read: chance
     assert csc.metrics["acc1"] >= zs.metrics["acc1"] + MARGIN
@@ -134,4 +136,5 @@ def test_coop_learns_prompts_where_zero_shot_has_nothing_to_read(shapes_run, tmp
     assert unified.metrics["acc1"] < 1 / n_classes + 0.05
 
 
+SELECT = "last"  # the published default (measured 0.954; best-val: see the docstring)
 MARGIN = 0.5  # chance (1/12) to at least 0.58; measured 0.958

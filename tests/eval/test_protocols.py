@@ -152,8 +152,9 @@ def test_coop_context_gets_gradients_and_the_model_stays_frozen(tiny_encoder):
 
 
 def test_coop_keeps_the_best_validation_epoch_and_breaks_ties_by_loss(tiny_encoder):
-    """Model selection: the epoch of the highest validation accuracy; among epochs tied on it
-    (a random tiny model ties on almost every epoch), the one of the lowest validation loss."""
+    """``select="best-val"`` (a named deviation; the published default keeps the last epoch):
+    the epoch of the highest validation accuracy; among epochs tied on it (a random tiny model
+    ties on almost every epoch), the one of the lowest validation loss."""
     from biomedclip.eval.coop import CoOpSettings, learn_prompts
 
     names = ["red circle", "blue square", "green cross"]
@@ -162,7 +163,8 @@ def test_coop_keeps_the_best_validation_epoch_and_breaks_ties_by_loss(tiny_encod
     y = np.arange(12) % 3
     _, _, info = learn_prompts(
         tiny_encoder.model, tiny_encoder.tokenizer, names, x, y,
-        CoOpSettings(n_ctx=4, epochs=8, batch_size=4), seed=0, X_val=x[:6], y_val=y[:6],
+        CoOpSettings(n_ctx=4, epochs=8, batch_size=4, select="best-val"), seed=0,
+        X_val=x[:6], y_val=y[:6],
     )  # fmt: skip
     acc, loss = info["val_accuracy"], info["val_loss"]
     assert len(acc) == len(loss) == 8

@@ -48,7 +48,8 @@ def planted(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, np.ndarr
 def test_planted_ranks_are_recovered_exactly():
     images, texts, r = planted(60)
     got = retrieval_ranks(images, texts)
-    assert got["text_to_image"].tolist() == r.tolist()
+    assert got["text_to_image"][:, 0].tolist() == r.tolist()
+    assert not got["text_to_image"][:, 1].any()  # distinct similarities: no ties
     m = retrieval_metrics(images, texts)
     want = numpy_metrics(r, "text_to_image")
     for key, value in want.items():
@@ -84,10 +85,13 @@ def test_median_is_open_clips_floor_of_midpoint():
     assert metrics_from_ranks({"x": torch.tensor([0, 4, 9])})["x_median_rank"] == 5.0
 
 
-def test_ties_favour_the_match_and_perfect_pairs():
+def test_ties_count_at_their_expected_rank_and_perfect_pairs():
+    """Issue 24: a constant model (every similarity tied) scored R@1 = 100 % when ties favoured
+    the match; at the expected rank among tied keys it scores chance."""
     same = torch.ones(5, 4)
     m = retrieval_metrics(same, same)
-    assert m["image_to_text_R@1"] == 1.0 and m["text_to_image_mean_rank"] == 1.0
+    assert m["image_to_text_R@1"] == pytest.approx(1 / 5)
+    assert m["text_to_image_R@5"] == 1.0 and m["text_to_image_mean_rank"] == 3.0
     x = torch.randn(50, 16)
     assert retrieval_metrics(x, x * 3.0)["image_to_text_R@1"] == 1.0  # scale-invariant (cosine)
 

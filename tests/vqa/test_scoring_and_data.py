@@ -14,25 +14,25 @@ from biomedclip.vqa.metrics import markdown_report, score
 
 
 def qa(raw, kind="OPEN", qtype="X"):
-    from biomedclip.vqa.answers import normalize_answer
+    from biomedclip.vqa.answers import published_answer
 
-    return QAItem("q", "i.png", "q?", normalize_answer(raw), raw, kind, qtype, "vqa_rad")
+    return QAItem("q", "i.png", "q?", published_answer(raw), raw, kind, qtype, "vqa_rad")
 
 
 def test_exact_match_is_the_headline_and_lenient_is_beside_it():
     items = [qa("Two"), qa("The liver"), qa("Yes.", "CLOSED"), qa("Y", "CLOSED"), qa("left lung")]
     preds = ["2", "liver", "yes", "yes", "left  lung"]
     m = score(items, preds, n_boot=50)
-    # exact: "Yes." == "yes" (punctuation) and "left  lung" (whitespace); not "two"/"2",
-    # "the liver"/"liver" or "y"/"yes"
-    assert m["overall"]["accuracy"] == m["overall"]["exact_match"] == pytest.approx(2 / 5)
+    # exact (the published normalisation of both sides): "two"/"2", "the liver"/"liver",
+    # "Yes."/"yes", "left  lung"; not "y"/"yes" (only lenient folds yes/no variants)
+    assert m["overall"]["accuracy"] == m["overall"]["exact_match"] == pytest.approx(4 / 5)
     assert m["overall"]["lenient_accuracy"] == pytest.approx(5 / 5)
     assert m["closed"]["accuracy"] == 0.5 and m["closed"]["lenient_accuracy"] == 1.0
     lo, hi = m["overall"]["lenient_accuracy_ci95"]
     assert lo <= 1.0 <= hi
     md = markdown_report({"model": "m", "dataset": "vqa_rad", "split": "test",
                           "vocabulary": "train", "n_answers": 3, "metrics": m})  # fmt: skip
-    assert "| exact match % |" in md and "| lenient % |" in md and "| overall | 5 | 40.0 |" in md
+    assert "| exact match % |" in md and "| lenient % |" in md and "| overall | 5 | 80.0 |" in md
 
 
 def _jpg(path):

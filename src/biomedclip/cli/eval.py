@@ -112,6 +112,10 @@ def _register_few_shot(sub) -> None:
     p.add_argument("--coop-epochs", type=int, default=None,
                    help="CoOp epochs (default: CoOp's by shot count: 50 at 1-2, 100 at 4-8, 200 at 16)")  # fmt: skip
     p.add_argument("--coop-ctx", type=int, default=16, help="CoOp context vectors (default: 16)")
+    p.add_argument("--coop-select", choices=["last", "best-val"], default="last",
+                   help="CoOp model selection: the last epoch (default, as published: Dassl "
+                        "TEST.FINAL_MODEL=last_step) or the best epoch on min(k, 4) validation "
+                        "images per class (a deviation, reported as such)")  # fmt: skip
     p.add_argument("--coop-class-specific", action="store_true",
                    help="CoOp: one context per class (CSC) instead of one shared context")  # fmt: skip
     p.set_defaults(func=run_few_shot)
@@ -251,6 +255,10 @@ def print_table(results, skipped=None, paths=None) -> None:
     for name, why in (skipped or {}).items():
         c.print(f"[yellow]not evaluated[/] {name}: {why}")
     for r in results:
+        for d in r.settings.get("deviations", []):
+            c.print(f"[yellow]deviation from the published protocol[/] {r.dataset} "
+                    f"{_setting(r)}: {d}")  # fmt: skip
+    for r in results:
         for f in r.failures[:10]:
             c.print(f"[yellow]left out[/] {r.dataset} {f['id']}: {f['error']}")
     if paths:
@@ -297,7 +305,8 @@ def run_few_shot(args: argparse.Namespace) -> int:
             results += run(ctx, args.dataset, args.shots, args.seeds)
         if args.method in ("coop", "both"):
             settings = CoOpSettings(n_ctx=args.coop_ctx, epochs=args.coop_epochs,
-                                    class_specific=args.coop_class_specific)  # fmt: skip
+                                    class_specific=args.coop_class_specific,
+                                    select=args.coop_select)  # fmt: skip
             results += run_coop(ctx, args.dataset, args.shots, args.seeds, settings=settings)
     return finish(args, results)
 

@@ -56,7 +56,14 @@ def vqa_summary_line(summary: dict[str, Any]) -> str:
     """``biomedclip vqa train``'s stdout line."""
     closed, opened = summary.get("test_closed_accuracy"), summary.get("test_open_accuracy")
     scores = "" if closed is None else f"; test closed {closed:.3f} / open {opened:.3f}"
+    skipped = summary.get("skipped_train_questions") or {}
+    unreadable = (
+        f"; skipped {skipped['unreadable_image']} training question(s) of "
+        f"{skipped.get('unreadable_images', '?')} unreadable image(s)"
+        if skipped.get("unreadable_image")
+        else ""
+    )
     return (
         f"trained {summary['steps']} steps: final loss {summary['final_loss']:.4f}{scores}; "
-        f"model in {summary['final_model']}"
+        f"model in {summary['final_model']}{unreadable}"
     )

@@ -24,8 +24,9 @@ examples:
 
 EVAL_DESCRIPTION = """\
 Score a VQA model on a split: closed / open / overall exact-match accuracy (the headline, as
-METER / M3AE score: case, punctuation and whitespace normalised), the lenient score beside it
-(number words, articles, yes/no variants folded), token-level F1, per answer type and per
+METER / M3AE score: prediction and gold answer both in the published normalisation, METER / ViLT
+normalize_word: lower case, punctuation, number words -> digits, articles dropped), the lenient
+score beside it (also yes/no variants folded), token-level F1, per answer type and per
 question type, with bootstrap 95 % intervals; writes OUT/report.json, OUT/report.md (with the
 published BiomedCLIP + METER numbers alongside) and OUT/predictions.jsonl. Gold answers outside the
 model's answer vocabulary count as wrong; the report says how many there were and which vocabulary
@@ -78,6 +79,10 @@ def register(subparsers) -> None:
         help="override a config key, e.g. --set train.epochs=10 (repeatable)",
     )
     t.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    t.add_argument("--skip-unreadable", action="store_true",
+                   help="train without the questions whose image cannot be read (their number "
+                        "is printed); without it, any unreadable training image is an error "
+                        "(exit 2) before training starts")  # fmt: skip
     add_json_flag(t)
     t.set_defaults(func=run_train)
 
@@ -116,6 +121,8 @@ def run_train(args: argparse.Namespace) -> int:
     from biomedclip.cli.training_run import run_training_config, vqa_summary_line
     from biomedclip.vqa.config import load_vqa_config
 
+    if args.skip_unreadable:
+        args.overrides = [*args.overrides, "data.skip_unreadable=true"]
     return run_training_config(
         args, load_vqa_config, "biomedclip.vqa.trainer:train_vqa", vqa_summary_line
     )

@@ -5,8 +5,9 @@ Definitions follow scikit-learn (the tests cross-check them on the same predicti
 ``mean_per_class_recall`` (balanced accuracy) = mean recall over the classes present in ``y``;
 ``macro_f1`` = unweighted mean F1 over the classes present in ``y`` or the predictions;
 ``auroc`` = binary ROC AUC (positive class 1), or the unweighted one-vs-rest mean over classes
-present in ``y`` (ties get average ranks); ``acc5`` = top-5 accuracy (a class ranks above the
-true one only with a strictly higher score); ``ece`` = expected calibration error of the top-1
+present in ``y`` (ties get average ranks); ``acc5`` = top-5 accuracy, a class tied with the true
+one counted at its expected place under a random order of the tied classes (so a constant
+predictor scores min(5, C) / C, not 100 %); ``ece`` = expected calibration error of the top-1
 confidence in ``n_bins`` equal-width bins (Guo et al. 2017). Names follow clip_benchmark where it
 has one (``acc1``, ``acc5``, ``mean_per_class_recall``).
 
@@ -55,6 +56,7 @@ def classification_batch(
     pred = probs.argmax(-1)
     true_score = np.take_along_axis(probs, y[..., None], -1)
     higher = (probs > true_score).sum(-1)
+    tied = (probs == true_score).sum(-1) - 1
     cm = confusion_batch(y, pred, n_classes)
     tp = np.diagonal(cm, axis1=1, axis2=2).astype(float)
     support, predicted = cm.sum(2), cm.sum(1)
@@ -104,7 +106,7 @@ def classification_batch(
     gap = np.bincount(idx, correct.ravel(), size) - np.bincount(idx, conf.ravel(), size)
     return {
         "acc1": correct.mean(1),
-        "acc5": (higher < 5).mean(1),
+        "acc5": np.clip((5 - higher) / (tied + 1), 0, 1).mean(1),
         "mean_per_class_recall": np.nanmean(recall, 1),
         "macro_f1": np.nanmean(f1, 1),
         "auroc": auroc,

@@ -194,10 +194,15 @@ def task_table(results: Sequence[EvalResult], task: str) -> str:
                 f"on {st.get('selection_split', 'val')} over 1e-6..1e6 "
                 f"({len(st.get('C_grid', []))} grid points + {len(st.get('C_refined', []))} refined)"
             )
-        elif "selection" in st:
+        elif "selection" in st and "C" in st:
             choices.append(
                 f"- {r.dataset} {_setting(r)}: {st['selection']}; C per seed {st.get('C')}"
             )
+        elif "selection" in st:
+            choices.append(f"- {r.dataset} {_setting(r)}: {st['selection']}")
+        for d in st.get("deviations", []):
+            choices.append(f"- {r.dataset} {_setting(r)}: deviation from the published "
+                           f"protocol: {d}")  # fmt: skip
     if choices:
         lines += ["", *choices]
     return "\n".join(lines)

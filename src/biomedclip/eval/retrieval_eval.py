@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from biomedclip.errors import InputError
-from biomedclip.eval.retrieval import metrics_from_ranks, retrieval_ranks
+from biomedclip.eval.retrieval import expected_ranks, metrics_from_ranks, retrieval_ranks
 from biomedclip.pairs import Pair
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ class RetrievalReport:
     n_pairs: int
     skipped: list[dict[str, str]] = field(default_factory=list)
     truncated_captions: int = 0
-    ranks: dict[str, list[int]] = field(default_factory=dict)  # 1-based, per evaluated pair
+    ranks: dict[str, list[float]] = field(default_factory=dict)  # 1-based, per evaluated pair
     ids: list[str] = field(default_factory=list)
 
     def to_dict(self, with_ranks: bool = False) -> dict[str, Any]:
@@ -94,7 +94,10 @@ def evaluate_retrieval(
     text_emb[np.asarray(texts.input_index)] = texts.embeddings
     ranks0 = retrieval_ranks(torch.from_numpy(image_emb), torch.from_numpy(text_emb))
     metrics = metrics_from_ranks(ranks0, ks)
-    ranks = {k: (v + 1).tolist() for k, v in ranks0.items()}
+    ranks = {  # 1-based; a tie gives the expected rank (x.5 where it is not whole)
+        k: [int(x) if x == int(x) else x for x in (expected_ranks(v) + 1).tolist()]
+        for k, v in ranks0.items()
+    }
     return RetrievalReport(
         metrics, len(kept), skipped, int(texts.truncated), ranks, [pairs[i].id for i in kept]
     )

@@ -134,10 +134,14 @@ def run_coop(
     classnames=None,
     settings=None,
 ) -> list[EvalResult]:
-    from biomedclip.eval.coop import coop_few_shot
+    from biomedclip.eval.coop import CoOpSettings, coop_few_shot, prompt_tower
 
-    tr, va, te = (ctx.features(name, s) for s in ("train", "val", "test"))
     enc = ctx.encoder
+    settings = settings or CoOpSettings()
+    # refuse before encoding anything
+    prompt_tower(enc.model, enc.tokenizer, ctx.model_name, settings.n_ctx)
+    tr, te = ctx.features(name, "train"), ctx.features(name, "test")
+    va = ctx.features(name, "val") if settings.select == "best-val" else None
     names = classnames_for(te.dataset, classnames)
     return coop_few_shot(
         enc.model, enc.tokenizer, tr, te, names, shots, seeds, settings, ctx.model_name,
@@ -179,8 +183,13 @@ def reproduce(
             if "few-shot" in tasks:
                 results += run_few_shot(c, name, shots, seeds)
             if "coop" in tasks:
-                if not hasattr(c.encoder.model, "text"):
-                    skipped[f"{name} coop ({c.model_name})"] = "CoOp needs a BiomedCLIP text tower"
+                from biomedclip.eval.coop import CoOpSettings, prompt_tower
+
+                try:
+                    prompt_tower(c.encoder.model, c.encoder.tokenizer, c.model_name,
+                                 CoOpSettings().n_ctx)  # fmt: skip
+                except InputError as e:
+                    skipped[f"{name} coop ({c.model_name})"] = str(e)
                     continue
                 results += run_coop(c, name, shots, seeds)
     paths = write_report(results, out_dir, skipped)

@@ -14,6 +14,8 @@ import importlib
 _EXPORTS = {
     "AnswerVocab": "biomedclip.vqa.answers",
     "normalize_answer": "biomedclip.vqa.answers",
+    "published_answer": "biomedclip.vqa.answers",
+    "lenient_answer": "biomedclip.vqa.answers",
     "QAItem": "biomedclip.vqa.data",
     "load_split": "biomedclip.vqa.data",
     "VQAConfig": "biomedclip.vqa.config",

@@ -1,16 +1,24 @@
 """Answer normalisation and the answer vocabulary of the VQA classifier.
 
-:func:`normalize_answer` maps the spellings of one answer to one string: lower case, unicode
-quotes and dashes folded, punctuation dropped (a decimal point between digits is kept), articles
-dropped, number words ("two") written as digits, and the yes/no variants ("Yes.", "yeah", "Y",
-"true") reduced to ``yes`` / ``no``. Questions are compared on the normalised form everywhere
-(vocabulary, training targets, accuracy, F1).
+Two forms of an answer:
 
-Scoring uses two forms (:mod:`biomedclip.vqa.metrics`): the headline *exact match* compares
-:func:`exact_answer` forms (lower case, punctuation and whitespace only: the part of METER /
-M3AE's answer normalisation, ``normalize_word(str(answer).lower())``, that changes spelling but no
-word), and the *lenient* score compares :func:`normalize_answer` forms (also number words ->
-digits, articles dropped, yes/no variants folded), reported beside it and labelled as such.
+* :func:`published_answer` is the published Med-VQA normalisation: METER / ViLT's
+  ``normalize_word`` applied to ``str(answer).lower()``, as M3AE builds its VQA-RAD and SLAKE
+  answer vocabularies. Punctuation ``; / [ ] " { } ( ) = + \\ _ - > < @ ` , ? !`` is deleted where
+  it touches a space (or anywhere when the answer holds a digit-comma-digit number) and becomes a
+  space elsewhere; a period not followed by a digit is deleted; number words ``none``, ``zero`` ..
+  ``ten`` become digits; the articles ``a``, ``an``, ``the`` are dropped; remaining commas are
+  deleted. Apostrophes, ``%``, ``~``, ``:`` are kept. Not applied: the VQA v2 contraction table
+  (``dont`` -> ``don't``): no answer of VQA-RAD or SLAKE holds such a word, and both sides of a
+  comparison are normalised alike. This is the form the vocabulary stores (the classifier's
+  classes, the training targets) and the form of *exact match*, the headline score: prediction
+  and gold answer are both normalised and compared, so a model that always answers the gold
+  answer's vocabulary entry scores 100 %.
+* :func:`lenient_answer` (:func:`normalize_answer` of the published form) is lenient: also
+  NFKC / unicode quotes and dashes folded, ``'s`` joined, number words up to twelve, and the
+  yes/no variants ("yeah", "Y", "true") reduced to ``yes`` / ``no``. The *lenient* score
+  (:mod:`biomedclip.vqa.metrics`) compares these forms, reported beside exact match and labelled
+  as such; answers equal in the published form are equal here too.
 """
 
 from __future__ import annotations
@@ -47,6 +55,12 @@ ARTICLES = {"a", "an", "the"}
 _PUNCT = re.compile(r"(?<!\d)\.|\.(?!\d)|[^\w\s.]")
 _SPACES = re.compile(r"\s+")
 
+# METER / ViLT normalize_word (vilt/utils/glossary.py, meter/utils/glossary.py): the facts
+PUBLISHED_NUMBERS = {"none": "0", **{w: d for w, d in NUMBER_WORDS.items() if int(d) <= 10}}
+PUBLISHED_PUNCT = ';/[]"{}()=+\\_-><@`,?!'
+_DIGIT_COMMA_DIGIT = re.compile(r"\d,\d")
+_PERIOD = re.compile(r"\.(?!\d)")  # a period not followed by a digit
+
 
 def normalize_answer(answer: object) -> str:
     """The canonical form of an answer (also of numbers stored as ints in VQA-RAD)."""
@@ -63,12 +77,25 @@ def normalize_answer(answer: object) -> str:
     return out
 
 
-def exact_answer(answer: object) -> str:
-    """The minimal normalisation of exact-match scoring: NFKC, lower case, punctuation dropped (a
-    decimal point between digits kept), whitespace collapsed; words are left as they are."""
-    text = unicodedata.normalize("NFKC", str(answer)).lower().strip()
-    text = text.replace("\u2019", "'").replace("\u2013", "-").replace("\u2014", "-")
-    return _SPACES.sub(" ", _PUNCT.sub(" ", text)).strip()
+def published_answer(answer: object) -> str:
+    """The published normalisation (METER / ViLT ``normalize_word`` of ``str(answer).lower()``):
+    the vocabulary's form and the form exact match compares (see the module doc)."""
+    original = str(answer).lower()
+    glue = _DIGIT_COMMA_DIGIT.search(original) is not None
+    text = original
+    for ch in PUBLISHED_PUNCT:
+        if ch in text:
+            touches = glue or f"{ch} " in original or f" {ch}" in original
+            text = text.replace(ch, "" if touches else " ")
+    text = _PERIOD.sub("", text)
+    words = [PUBLISHED_NUMBERS.get(w, w) for w in text.split()]
+    return " ".join(w for w in words if w not in ARTICLES).replace(",", "")
+
+
+def lenient_answer(answer: object) -> str:
+    """The lenient score's form: :func:`normalize_answer` of the :func:`published_answer` form,
+    so answers equal in the published form are equal here too (lenient >= exact)."""
+    return normalize_answer(published_answer(answer))
 
 
 def answer_tokens(answer: str) -> list[str]:
@@ -78,7 +105,8 @@ def answer_tokens(answer: str) -> list[str]:
 
 @dataclass
 class AnswerVocab:
-    """The classifier's answers (normalised), most frequent first; ``source`` says how it was built."""
+    """The classifier's answers (:func:`published_answer` forms), most frequent first;
+    ``source`` says how it was built."""
 
     answers: list[str]
     source: str = "train"  # "train" (training answers only) or "closed-world" (train+val+test)
@@ -104,7 +132,8 @@ class AnswerVocab:
     def build(
         cls, answers: Iterable[str], source: str = "train", min_count: int = 1
     ) -> AnswerVocab:
-        """From normalised answers: every answer seen ``min_count`` times, most frequent first."""
+        """From :func:`published_answer` forms: every answer seen ``min_count`` times, most
+        frequent first."""
         counts = Counter(a for a in answers if a)
         kept = sorted(
             (a for a, c in counts.items() if c >= min_count), key=lambda a: (-counts[a], a)

@@ -63,6 +63,7 @@ class VQADataSection:
     min_answer_count: int = 1
     limit_train: int | None = None  # first N training questions (tests, quick runs)
     workers: int = 0
+    skip_unreadable: bool = False  # train without the questions of unreadable images (else: error)
 
 
 @dataclass

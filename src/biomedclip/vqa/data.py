@@ -1,6 +1,7 @@
 """VQA datasets: VQA-RAD, SLAKE (English) and generic JSON / JSONL / CSV question-answer files.
 
-Every loader returns :class:`QAItem` rows with the answer already normalised. Splits:
+Every loader returns :class:`QAItem` rows; ``answer`` is the published normalisation
+(:func:`~biomedclip.vqa.answers.published_answer`, the vocabulary's form). Splits:
 
 * VQA-RAD (``trainset.json`` / ``testset.json``, images in ``images/``), in the two splits in
   common use: ``vqa_rad`` 3,064 train / 451 test (the MEVF split of METER, M3AE, PubMedCLIP and
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from biomedclip.errors import ConfigError, InputError
-from biomedclip.vqa.answers import normalize_answer
+from biomedclip.vqa.answers import lenient_answer, normalize_answer, published_answer
 
 SPLITS = ("train", "val", "test")
 DATASETS = ("vqa_rad", "vqa_rad_hf", "slake", "pathvqa", "files")
@@ -42,7 +43,8 @@ IMAGE_COLUMNS = ("image", "image_path", "img_name", "path")
 
 @dataclass(frozen=True)
 class QAItem:
-    """One question about one image; ``answer`` is normalised, ``raw_answer`` as stored."""
+    """One question about one image; ``answer`` is the published normalisation of
+    ``raw_answer`` (as stored): the vocabulary entry and the exact-match form."""
 
     qid: str
     image: str
@@ -53,10 +55,15 @@ class QAItem:
     question_type: str
     dataset: str
 
+    @property
+    def lenient_answer(self) -> str:
+        """The lenient form: :func:`~biomedclip.vqa.answers.lenient_answer`."""
+        return lenient_answer(self.raw_answer)
+
 
 def _answer_type(value: Any, answer: str) -> str:
     if value is None or str(value).strip() == "":
-        return "CLOSED" if answer in ("yes", "no") else "OPEN"
+        return "CLOSED" if normalize_answer(answer) in ("yes", "no") else "OPEN"
     kind = str(value).strip().upper()
     if kind not in ("CLOSED", "OPEN"):
         raise InputError(f"answer_type {value!r}: expected CLOSED or OPEN")
@@ -70,7 +77,7 @@ def _item(row: dict[str, Any], image: Path, qid: str, dataset: str, qtype: Any) 
     raw = row.get("answer")
     if raw is None:
         raise InputError(f"question {qid} of {dataset}: no answer")
-    answer = normalize_answer(raw)
+    answer = published_answer(raw)
     return QAItem(
         qid=str(qid),
         image=str(image),

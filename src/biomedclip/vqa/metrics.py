@@ -2,11 +2,13 @@
 bootstrap 95 % intervals (:mod:`biomedclip.eval.bootstrap`), and the JSON / Markdown report with the published numbers alongside.
 
 ``accuracy`` (the headline, also ``exact_match``) is exact match as the Med-VQA literature scores
-it (METER / M3AE: the predicted answer string against the gold answer string): the prediction's
-and the gold answer's :func:`~biomedclip.vqa.answers.exact_answer` forms (case, punctuation and
-whitespace only) must be equal. ``lenient_accuracy`` compares the
-:func:`~biomedclip.vqa.answers.normalize_answer` forms (number words -> digits, articles dropped,
-yes/no variants folded) and is reported beside it, labelled "lenient". A question whose gold answer is
+it (METER / M3AE: the predicted answer against the gold answer, both in the published
+normalisation, METER / ViLT's ``normalize_word`` of the lower-cased answer): the prediction's and
+the gold answer's :func:`~biomedclip.vqa.answers.published_answer` forms must be equal, so a
+model that always answers the gold answer's vocabulary entry scores 100 %. ``lenient_accuracy``
+compares the :func:`~biomedclip.vqa.answers.lenient_answer` forms (also yes/no variants
+folded, unicode folded, number words up to twelve) and is reported beside it, labelled
+"lenient". Token F1 compares the published forms. A question whose gold answer is
 not in the model's vocabulary can never be answered and counts as wrong (the report gives how many
 there were); a question whose image could not be read has no prediction and also counts as wrong.
 """
@@ -19,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from biomedclip.eval.bootstrap import bootstrap_ci
-from biomedclip.vqa.answers import answer_tokens, exact_answer, normalize_answer
+from biomedclip.vqa.answers import answer_tokens, lenient_answer, published_answer
 from biomedclip.vqa.data import QAItem
 
 # BiomedCLIP + METER fine-tuned, as reported in the LLaVA-Med paper (Li et al. 2023, Table 4)
@@ -77,15 +79,19 @@ def score(
     """All scores of ``predictions`` (normalised answers, None = no prediction) against ``items``."""
     if len(items) != len(predictions):
         raise ValueError(f"{len(items)} questions but {len(predictions)} predictions")
+    exact = [None if p is None else published_answer(p) for p in predictions]
     correct = np.array(
-        [p is not None and exact_answer(p) == exact_answer(it.raw_answer)
-         for it, p in zip(items, predictions)], dtype=np.float64,
-    )  # fmt: skip
-    lenient = np.array(
-        [p is not None and normalize_answer(p) == it.answer for it, p in zip(items, predictions)],
+        [p is not None and p == published_answer(it.raw_answer) for it, p in zip(items, exact)],
         dtype=np.float64,
     )
-    f1 = np.array([token_f1(p, it.answer) for it, p in zip(items, predictions)], dtype=np.float64)
+    lenient = np.array(
+        [p is not None and lenient_answer(p) == it.lenient_answer
+         for it, p in zip(items, predictions)], dtype=np.float64,
+    )  # fmt: skip
+    f1 = np.array(
+        [token_f1(p, published_answer(it.raw_answer)) for it, p in zip(items, exact)],
+        dtype=np.float64,
+    )
     kinds = np.array([it.answer_type for it in items])
     qtypes = np.array([it.question_type for it in items])
 
@@ -98,8 +104,11 @@ def score(
         "open": sub(kinds == "OPEN"),
         "per_question_type": {q: sub(qtypes == q) for q in sorted(set(qtypes.tolist()))},
         "scoring": {
-            "accuracy": "exact match (case, punctuation and whitespace normalised): the headline",
-            "lenient_accuracy": "lenient: number words -> digits, articles dropped, yes/no folded",
+            "accuracy": "exact match, the headline: prediction and gold answer both in the "
+            "published normalisation (METER / ViLT normalize_word: lower case, punctuation, "
+            "number words -> digits, articles dropped)",
+            "lenient_accuracy": "lenient (beside it, not comparable to published numbers): also "
+            "yes/no variants and unicode folded, number words up to twelve",
         },
         "no_prediction": int(sum(p is None for p in predictions)),
     }
@@ -162,9 +171,9 @@ def markdown_report(report: dict) -> str:
     lines += [
         "",
         "Exact match (the headline, as METER / M3AE score): predicted and gold answer equal "
-        "after lower-casing and dropping punctuation and extra whitespace. Lenient (beside it, "
-        "not comparable to published numbers): also number words as digits, articles dropped, "
-        "yes/no variants folded.",
+        "after the published normalisation of both (METER / ViLT normalize_word: lower case, "
+        "punctuation, number words as digits, articles dropped). Lenient (beside it, not "
+        "comparable to published numbers): also yes/no variants and unicode folded.",
         "",
         "Published: BiomedCLIP + METER as reported in the LLaVA-Med paper (VQA-RAD open 67.6 / "
         "closed 79.8, SLAKE open 82.05 / closed 89.7); most published numbers use the closed-world "

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from biomedclip.errors import ConfigError
+from biomedclip.errors import ConfigError, InputError
 from biomedclip.train.distributed import all_reduce_mean, barrier
 from biomedclip.train.run import Plan, TrainingRun, run_to_end
 from biomedclip.vqa.answers import AnswerVocab
@@ -158,9 +158,17 @@ class VQATrainer(TrainingRun):
                     load_image(p)
                 except Exception as e:  # noqa: BLE001 - report and skip the image's questions
                     bad[p] = str(e)
+        unreadable = sorted({it.image for it in items if it.image in bad})
+        if unreadable and not cfg.data.skip_unreadable:
+            raise InputError(
+                f"{len(unreadable)} training image(s) could not be read (first: {unreadable[0]}: "
+                f"{bad[unreadable[0]]}); fix them, or pass --skip-unreadable "
+                "(data.skip_unreadable=true) to train without their questions"
+            )
         kept = [it for it in items if it.image not in bad and it.answer in self.vocab]
         self.skipped = {
             "unreadable_image": sum(it.image in bad for it in items),
+            "unreadable_images": len(unreadable),
             "answer_not_in_vocabulary": sum(it.answer not in self.vocab for it in items),
         }
         if not kept:

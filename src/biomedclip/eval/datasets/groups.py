@@ -8,22 +8,31 @@
   some transform of one is within ``max_distance`` bits of the other (a small crop moves a pHash
   by a few bits; unrelated tiles differ in ~32). Near-duplicate pairs are joined transitively
   (union-find). The pairwise comparison is blocked numpy popcounts (15,000 images: seconds).
+  Images are decoded through :func:`biomedclip.imaging.load_image` (the one decoding path, under
+  its pixel limit): a whole slide (``.svs``, ``.ndpi``, pyramidal TIFF) is hashed by its
+  thumbnail, DICOM / NIfTI by their representative frame or slice. A file that cannot be read
+  is reported (:class:`DuplicateGroups` ``unreadable``: path -> error; a warning and a dataset
+  note name it) and left in a group of its own, never given a shared hash.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from biomedclip.errors import InputError
+from biomedclip.errors import ImageError, InputError
+
+log = logging.getLogger(__name__)
 
 MAX_DISTANCE = 10
 _TCGA = re.compile(r"TCGA-[A-Z0-9]{2}-[A-Z0-9]{4}", re.IGNORECASE)
-_cache: dict[tuple, np.ndarray] = {}
+_cache: dict[tuple, np.ndarray | str] = {}
 _POPCOUNT = np.asarray([bin(i).count("1") for i in range(256)], np.uint8)
 
 
@@ -33,8 +42,8 @@ def tcga_patient(item_id: str) -> str | None:
     return m.group(0).upper() if m else None
 
 
-def _dihedral_hashes(path) -> np.ndarray:
-    """``[8]`` uint64 pHashes of the image's 8 flips/rotations (or zeros if unreadable)."""
+def _dihedral_hashes(path) -> np.ndarray | str:
+    """``[8]`` uint64 pHashes of the image's 8 flips/rotations, or why it cannot be read."""
     try:
         import imagehash
     except ImportError as e:  # pragma: no cover - an install without the eval extra
@@ -43,11 +52,13 @@ def _dihedral_hashes(path) -> np.ndarray:
         ) from e
     from PIL import Image
 
-    try:
-        with Image.open(path) as im:
+    from biomedclip.imaging import load_image
+
+    try:  # a slide: its thumbnail; never a full-resolution decode
+        with load_image(path, mode=None) as im:
             small = im.convert("L").resize((64, 64), Image.Resampling.LANCZOS)
-    except OSError:
-        return np.zeros(8, np.uint64)
+    except (ImageError, OSError) as e:
+        return str(e) or type(e).__name__
     out = []
     for rot in (None, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180,
                 Image.Transpose.ROTATE_270):  # fmt: skip
@@ -58,10 +69,15 @@ def _dihedral_hashes(path) -> np.ndarray:
     return np.asarray(out, np.uint64)
 
 
-def phashes(paths: Sequence) -> np.ndarray:
-    """``[N, 8]`` dihedral pHashes, cached per (path, size, mtime) within the process."""
-    rows = []
-    for p in paths:
+class ImageHashes(NamedTuple):
+    hashes: np.ndarray  # [N, 8] uint64 (rows of unreadable files are zeros and never compared)
+    unreadable: dict[int, str]  # position -> why it could not be read
+
+
+def phashes(paths: Sequence) -> ImageHashes:
+    """Dihedral pHashes of ``paths``, cached per (path, size, mtime) within the process."""
+    rows, unreadable = [], {}
+    for k, p in enumerate(paths):
         try:
             st = os.stat(p)
             key = (str(p), st.st_size, st.st_mtime_ns)
@@ -69,15 +85,25 @@ def phashes(paths: Sequence) -> np.ndarray:
             key = (str(p), -1, -1)
         if key not in _cache:
             _cache[key] = _dihedral_hashes(p)
-        rows.append(_cache[key])
-    return np.stack(rows) if rows else np.zeros((0, 8), np.uint64)
+        value = _cache[key]
+        if isinstance(value, str):
+            unreadable[k] = value
+            value = np.zeros(8, np.uint64)
+        rows.append(value)
+    return ImageHashes(np.stack(rows) if rows else np.zeros((0, 8), np.uint64), unreadable)
+
+
+class DuplicateGroups(NamedTuple):
+    groups: list[int]  # a group number per image
+    unreadable: dict[str, str]  # path -> why it could not be read (each in its own group)
 
 
 def near_duplicate_groups(
     paths: Sequence, max_distance: int = MAX_DISTANCE, block: int = 64
-) -> list[int]:
-    """A group number per image: near-duplicates (flip / rotation / small crop) share one."""
-    h = phashes(paths)
+) -> DuplicateGroups:
+    """A group number per image: near-duplicates (flip / rotation / small crop) share one; each
+    unreadable file is alone in its group and listed with the reason."""
+    h, bad = phashes(paths)
     n = len(h)
     parent = list(range(n))
 
@@ -87,7 +113,7 @@ def near_duplicate_groups(
             i = parent[i]
         return i
 
-    readable = np.flatnonzero(h.any(1))
+    readable = np.asarray([i for i in range(n) if i not in bad], np.int64)
     if len(readable):
         base = h[readable, 0]  # [M]
         allt = h[readable]  # [M, 8]
@@ -102,7 +128,7 @@ def near_duplicate_groups(
                     ri, rj = find(gi), find(gj)
                     if ri != rj:
                         parent[max(ri, rj)] = min(ri, rj)
-    return [find(i) for i in range(n)]
+    return DuplicateGroups([find(i) for i in range(n)], {str(paths[i]): e for i, e in bad.items()})
 
 
 def assign_groups(ds, patient: bool = False, images: bool = True) -> None:
@@ -116,7 +142,14 @@ def assign_groups(ds, patient: bool = False, images: bool = True) -> None:
             if pid:
                 keys[k] = f"patient:{pid}"
     if images and ds.paths is not None and all(isinstance(p, (str, Path)) for p in ds.paths):
-        dup = near_duplicate_groups(ds.paths)
+        dup, unreadable = near_duplicate_groups(ds.paths)
+        if unreadable:
+            shown = [e if p in e else f"{p} ({e})" for p, e in list(unreadable.items())[:5]]
+            more = f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
+            note = (f"near-duplicate grouping: {len(unreadable)} unreadable file(s) kept in "
+                    f"groups of their own: {'; '.join(shown)}{more}")  # fmt: skip
+            log.warning("%s: %s", ds.name, note)
+            ds.notes.append(note)
         # merge: items of one near-duplicate set take the key of its first member's group
         first: dict[int, str] = {}
         alias: dict[str, str] = {}
