@@ -31,10 +31,10 @@ class MILConfig:
     hidden: int = 128
     attention: int = 64
     dropout: float = 0.25
-    lr: float = 2e-4
+    lr: float = 5e-4
     weight_decay: float = 1e-4
-    max_epochs: int = 60
-    patience: int = 12
+    max_epochs: int = 50
+    patience: int = 10
     min_epochs: int = 5
     seed: int = 0
 
