@@ -24,11 +24,11 @@ def mil_cohort(tmp_path_factory, lung_patch_features):
 
 @pytest.fixture(scope="module")
 def cv_run(mil_cohort, tmp_path_factory):
-    from biomedclip.slide.cohort import load_bags, read_cohort
     from biomedclip.slide.crossval import CVConfig, cross_validate
+    from biomedclip.slide.labelled import load_bags, read_labelled_cohort
     from biomedclip.slide.mil import MILConfig
 
-    cohort = read_cohort(mil_cohort.csv)
+    cohort = read_labelled_cohort(mil_cohort.csv)
     bags = load_bags(cohort, mil_cohort.root)
     cfg = CVConfig(folds=4, seed=0, mil=MILConfig(**FAST))
     run = tmp_path_factory.mktemp("mil_run")

@@ -264,10 +264,10 @@ def run_zeroshot(args: argparse.Namespace) -> int:
 
 
 def run_mil(args: argparse.Namespace) -> int:
-    from biomedclip.slide.cohort import load_bags, read_cohort
+    from biomedclip.slide.labelled import load_bags, read_labelled_cohort
     from biomedclip.slide.report import cv_rows
 
-    cohort = read_cohort(args.cohort, _classes(args))
+    cohort = read_labelled_cohort(args.cohort, _classes(args))
     bags = load_bags(cohort, args.features)
     summary = _cross_validate(args, cohort, bags, Path(args.out))
     if args.json:
@@ -281,11 +281,11 @@ def run_mil(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     from biomedclip.io_utils import atomic_write_json, atomic_write_text
-    from biomedclip.slide.cohort import load_bags, read_cohort
+    from biomedclip.slide.labelled import load_bags, read_labelled_cohort
     from biomedclip.slide.report import cv_rows, markdown, zero_shot_cohort
     from biomedclip.slide.zeroshot import class_embeddings, parse_poolings
 
-    cohort = read_cohort(args.cohort, _classes(args))
+    cohort = read_labelled_cohort(args.cohort, _classes(args))
     bags = load_bags(cohort, args.features)
     enc = _encoder(args)
     prompts = _prompts(cohort.classes, args.prompt)
@@ -311,9 +311,9 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_heatmap(args: argparse.Namespace) -> int:
     from biomedclip.errors import InputError
-    from biomedclip.slide.cohort import feature_path
     from biomedclip.slide.features_file import read_features
     from biomedclip.slide.heatmap import slide_file, slide_heatmap, text_scores
+    from biomedclip.slide.labelled import feature_path
 
     src = Path(args.slide)
     if not src.is_file():

@@ -23,7 +23,7 @@ import numpy as np
 
 from biomedclip.errors import InputError
 from biomedclip.io_utils import atomic_write_json, atomic_write_text
-from biomedclip.slide.cohort import Cohort, slide_metrics
+from biomedclip.slide.labelled import LabelledCohort, slide_metrics
 from biomedclip.slide.mil import (
     MILConfig,
     predict_meanpool_lr,
@@ -83,7 +83,7 @@ def check_grouped(folds: Sequence[np.ndarray], patients: Sequence[str]) -> None:
                 raise RuntimeError(f"patient {patients[i]!r} is in folds {other} and {f}")
 
 
-def inner_split(cohort: Cohort, train: np.ndarray, fraction: float, seed: int):
+def inner_split(cohort: LabelledCohort, train: np.ndarray, fraction: float, seed: int):
     """(training, validation) positions inside a training fold: stratified, patient-grouped."""
     from biomedclip.eval.datasets.base import hash_split
 
@@ -103,7 +103,7 @@ def inner_split(cohort: Cohort, train: np.ndarray, fraction: float, seed: int):
     return tr, va
 
 
-def fingerprint(cohort: Cohort, cfg: CVConfig) -> str:
+def fingerprint(cohort: LabelledCohort, cfg: CVConfig) -> str:
     doc = {
         "slides": cohort.slide_ids,
         "labels": cohort.labels,
@@ -167,7 +167,7 @@ def _mean_std(values: list[float]) -> dict[str, float]:
 
 
 def cross_validate(
-    cohort: Cohort,
+    cohort: LabelledCohort,
     bags: Sequence,
     run_dir: str | Path,
     cfg: CVConfig | None = None,
@@ -204,7 +204,7 @@ def cross_validate(
     return summary
 
 
-def summarise(cohort: Cohort, results: list[dict], cfg: CVConfig, n_resamples: int) -> dict:
+def summarise(cohort: LabelledCohort, results: list[dict], cfg: CVConfig, n_resamples: int) -> dict:
     index = {s: i for i, s in enumerate(cohort.slide_ids)}
     y = cohort.y
     models = {}
@@ -230,7 +230,7 @@ def summarise(cohort: Cohort, results: list[dict], cfg: CVConfig, n_resamples: i
     }
 
 
-def predictions_csv(cohort: Cohort, results: list[dict], cfg: CVConfig) -> str:
+def predictions_csv(cohort: LabelledCohort, results: list[dict], cfg: CVConfig) -> str:
     index = {s: i for i, s in enumerate(cohort.slide_ids)}
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from biomedclip.slide.cohort import Cohort, slide_metrics
 from biomedclip.slide.features_file import SlideFeatures
+from biomedclip.slide.labelled import LabelledCohort, slide_metrics
 from biomedclip.slide.zeroshot import (
     DEFAULT_KS,
     MEAN,
@@ -24,7 +24,7 @@ METHOD_NAMES = {"abmil": "ABMIL (gated attention)", "meanpool-lr": "mean-pool + 
 
 
 def zero_shot_cohort(
-    cohort: Cohort,
+    cohort: LabelledCohort,
     bags: Sequence[SlideFeatures],
     weights: np.ndarray,
     logit_scale: float,

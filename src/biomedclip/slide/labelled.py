@@ -1,5 +1,5 @@
-"""A cohort: the CSV of slides (``slide_id, label[, patient_id]``), their feature files, and the
-slide-level metrics (balanced accuracy, weighted F1, AUROC) with bootstrap confidence intervals.
+"""A labelled cohort: the table of slides (``slide_id, label[, patient_id]``), their feature files,
+and the slide-level metrics (balanced accuracy, weighted F1, AUROC) with bootstrap CIs.
 
 The CSV is read by :func:`biomedclip.tables.read_table` (``slide_id`` is read as text, so ``007``
 stays ``007``). A slide without a patient id is its own patient. Classes are the sorted label
@@ -23,7 +23,7 @@ HEADLINE = {"balanced_accuracy": "mean_per_class_recall", "weighted_f1": "weight
 
 
 @dataclass
-class Cohort:
+class LabelledCohort:
     """Slides with one label each; ``y`` indexes ``classes``; ``patients`` group the slides."""
 
     slide_ids: list[str]
@@ -40,9 +40,9 @@ class Cohort:
     def __len__(self) -> int:
         return len(self.slide_ids)
 
-    def subset(self, positions: Sequence[int]) -> Cohort:
+    def subset(self, positions: Sequence[int]) -> LabelledCohort:
         pos = list(positions)
-        return Cohort(
+        return LabelledCohort(
             [self.slide_ids[i] for i in pos],
             [self.labels[i] for i in pos],
             [self.patients[i] for i in pos],
@@ -55,7 +55,7 @@ def _cell(v) -> str:
     return "" if v is None else str(v).strip()
 
 
-def read_cohort(path: str | Path, classes: Sequence[str] | None = None) -> Cohort:
+def read_labelled_cohort(path: str | Path, classes: Sequence[str] | None = None) -> LabelledCohort:
     """Read ``slide_id, label[, patient_id]`` (CSV, TSV or Parquet); every problem names the row."""
     from biomedclip.tables import read_table
 
@@ -92,7 +92,7 @@ def read_cohort(path: str | Path, classes: Sequence[str] | None = None) -> Cohor
         classes = found
     if len(classes) < 2:
         raise InputError(f"{path}: needs at least two classes (found {classes})")
-    return Cohort(ids, labels, patients, list(classes), str(path))
+    return LabelledCohort(ids, labels, patients, list(classes), str(path))
 
 
 def feature_path(features_dir: str | Path, slide_id: str) -> Path:
@@ -106,7 +106,7 @@ def feature_path(features_dir: str | Path, slide_id: str) -> Path:
     )
 
 
-def load_bags(cohort: Cohort, features_dir: str | Path) -> list[SlideFeatures]:
+def load_bags(cohort: LabelledCohort, features_dir: str | Path) -> list[SlideFeatures]:
     """Every slide's features; all missing or unreadable files are named in one error."""
     bags, problems = [], []
     for sid in cohort.slide_ids:
