@@ -3,7 +3,7 @@
 A slide is a grid of ``grid = (nx, ny)`` cells of ``patch_px`` level-0 pixels on a white glass
 background (RGB ~245 with a little noise). ``tiles`` put real tissue patches in cells, ``pen``
 fills cells with pen ink (blue, green, black), every other cell stays glass. The file is a tiled,
-zlib-compressed, multi-level TIFF (each level ``level_factor`` times smaller than the one above,
+zlib-compressed (level 1), multi-level TIFF (each level ``level_factor`` times smaller than the one above,
 ``subfiletype`` 1 for the reduced levels) that OpenSlide (``generic-tiff``) and the tifffile
 backend both read; ``mpp`` writes the resolution tags (pixels per centimetre), ``mpp=None``
 writes none (a slide with no resolution).
@@ -104,12 +104,14 @@ def build_slide(
     level_factor: int = 2,
     tile: int = 256,
     seed: int = 0,
+    compression: str | None = "zlib",
 ) -> SlideSpec:
     """Write a pyramidal TIFF slide (see the module docstring) and return its :class:`SlideSpec`.
 
     ``tiles``: (image, gx, gy), each image resized to ``patch_px`` and put in cell (gx, gy).
     ``pen``: (colour, gx, gy) cells filled with ink; ``True`` puts one of each colour in the
-    rightmost column (rows 1-3), ``False`` none.
+    rightmost column (rows 1-3), ``False`` none. ``compression``: ``"zlib"`` (level 1, fast) or
+    ``None``.
     """
     import tifffile
 
@@ -151,7 +153,8 @@ def build_slide(
                 level,
                 tile=(tile, tile),
                 photometric="rgb",
-                compression="zlib",
+                compression=compression,
+                compressionargs={"level": 1} if compression == "zlib" else None,
                 metadata=None,
                 subfiletype=0 if i == 0 else 1,
                 **kwargs,

@@ -87,7 +87,7 @@ def _add_patch_args(p: argparse.ArgumentParser) -> None:
 
 
 def _extract_settings(args: argparse.Namespace, fmt: str = "h5"):
-    from biomedclip.slide.extract import ExtractSettings
+    from biomedclip.slide.layout import ExtractSettings
     from biomedclip.slide.patching import PatchSettings
     from biomedclip.slide.tissue import TissueSettings
 

@@ -32,15 +32,13 @@ from biomedclip.errors import BiomedCLIPError, ConfigError
 from biomedclip.io_utils import atomic_write_json
 from biomedclip.slide.cohort import SlideInput
 from biomedclip.slide.extract import (
-    DONE_DIR,
-    ExtractSettings,
     SlideResult,
     extract_slide,
-    is_done,
     model_attrs,
     patch_encoder,
     plan_slide,
 )
+from biomedclip.slide.layout import DONE_DIR, ExtractSettings, is_done
 
 MANIFEST = "extraction.json"
 ERRORS = "errors.jsonl"

@@ -22,12 +22,12 @@ from biomedclip.embedding.encoder import Encoder
 from biomedclip.errors import BiomedCLIPError, ConfigError
 from biomedclip.slide.cohort import SlideInput
 from biomedclip.slide.extract import (
-    ExtractSettings,
     SlideResult,
     extract_slide,
     model_attrs,
     patch_encoder,
 )
+from biomedclip.slide.layout import ExtractSettings
 
 
 class SlideActor:
