@@ -1,28 +1,34 @@
-"""``biomedclip slide ...``: whole-slide pathology at cohort scale.
-
-The analysis commands (``zeroshot``, ``eval``, ``mil``, ``heatmap``) live in
-:mod:`biomedclip.cli.slide_analysis`, registered here under the same ``slide`` parser.
-"""
+"""``biomedclip slide``: whole slides at cohort scale. One sub-command per module in
+``SUBCOMMANDS`` (each defines ``register(subparsers)``)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 
-HELP = "whole slides: slide-level zero-shot, MIL cross-validation, heatmaps"
+HELP = "whole slides: tissue patches, feature files, slide zero-shot, MIL, heatmaps"
 DESCRIPTION = """\
-Whole-slide pathology at cohort scale (docs/slides.md): per-slide feature files in the CLAM /
-TRIDENT layout (DIR/h5_files/<slide_id>.h5), slide-level zero-shot with top-K pooling, attention
-MIL cross-validated by patient, and heatmaps over the slide.
+Whole slides (SVS, NDPI, MRXS, pyramidal TIFF, ...) at cohort scale.
+
+  slide patch SLIDE --preview grid.png       tissue patch grid at 20x (0.5 um/px) on the thumbnail
+  slide features SLIDES... --out DIR         DIR/h5_files/<slide_id>.h5 per slide (features, coords)
+  slide zeroshot DIR --labels "a, b"         slide-level zero-shot, top-K pooling, top patches
+  slide eval --cohort CSV --features DIR     cohort table with bootstrap CIs (--mil RUN: + MIL CV)
+  slide mil --cohort CSV --features DIR      ABMIL + mean-pool LR, patient-grouped CV, resumable
+  slide heatmap SLIDE --text "tumor"         patch scores over the thumbnail (--mil: attention)
 """
+
+SUBCOMMANDS = ("biomedclip.cli.slide_extract", "biomedclip.cli.slide_analysis")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from biomedclip.cli import slide_analysis
-
     p = sub.add_parser(
-        "slide", help=HELP, description=DESCRIPTION,
+        "slide",
+        help=HELP,
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
-    slide_sub = p.add_subparsers(dest="slide_command", metavar="SLIDE_COMMAND")
-    slide_analysis.register(slide_sub)
+    )
+    cmds = p.add_subparsers(dest="slide_command", metavar="SUBCOMMAND")
+    for name in SUBCOMMANDS:
+        importlib.import_module(name).register(cmds)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
