@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from tests.conftest import shared_path
 
 N_TUMOUR, N_NORMAL = 10, 14  # distinct source patches: lung_aca (tumour), lung_n (normal)

@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+
 from tests.slide.mil_cohort import build_mil_cohort
 
 # small, fast training for a 32-slide cohort (the library's defaults suit larger cohorts)

@@ -48,7 +48,7 @@ async function loadSlides() {
       li.append(b);
       list.append(li);
     }
-    $("slides-info").textContent = data.slides.length + " slides";
+    $("slides-info").textContent = data.slides.length + (data.slides.length === 1 ? " slide" : " slides");
     if (data.slides.length) select(data.slides[0].id);
   } catch (e) {
     $("slides-info").textContent = "no slides";
