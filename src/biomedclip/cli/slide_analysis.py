@@ -222,7 +222,10 @@ def _print_rows(rows, title: str) -> None:
 
     t = Table(title=title, title_justify="left")
     for h in HEADERS:
-        t.add_column(h, justify="left" if h == "method" else "right")
+        if h == "method":
+            t.add_column(h, no_wrap=True)
+        else:
+            t.add_column(h, justify="right")
     for cells in table_rows(rows):
         t.add_row(*cells)
     console().print(t)

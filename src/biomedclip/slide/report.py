@@ -20,7 +20,7 @@ from biomedclip.slide.zeroshot import (
     zero_shot_slide,
 )
 
-METHOD_NAMES = {"abmil": "ABMIL (gated attention)", "meanpool-lr": "mean-pool + LR"}
+METHOD_NAMES = {"abmil": "ABMIL", "meanpool-lr": "mean-pool + LR"}
 
 
 def zero_shot_cohort(
@@ -60,7 +60,7 @@ def cv_rows(summary: dict) -> list[dict[str, Any]]:
     for name, m in summary["models"].items():
         rows.append(
             {
-                "method": f"{METHOD_NAMES.get(name, name)}, {summary['folds']}-fold CV",
+                "method": f"{METHOD_NAMES.get(name, name)} ({summary['folds']}-fold CV)",
                 "kind": "trained",
                 "model": name,
                 "metrics": m["pooled"],
