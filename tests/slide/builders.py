@@ -110,7 +110,7 @@ def build_slide(
 
     ``tiles``: (image, gx, gy), each image resized to ``patch_px`` and put in cell (gx, gy).
     ``pen``: (colour, gx, gy) cells filled with ink; ``True`` puts one of each colour in the
-    rightmost column (rows 1-3), ``False`` none. ``compression``: ``"zlib"`` (level 1, fast) or
+    rightmost column (rows 1-3, wrapping), ``False`` none. ``compression``: ``"zlib"`` (level 1, fast) or
     ``None``.
     """
     import tifffile
@@ -134,7 +134,7 @@ def build_slide(
         spec.kind[(gx, gy)] = "tissue"
         spec.label[(gx, gy)] = getattr(im, "label", "") or ""
     if pen is True:
-        pen = [(c, nx - 1, 1 + i) for i, c in enumerate(PEN_INK)]
+        pen = [(c, nx - 1, (1 + i) % ny) for i, c in enumerate(PEN_INK)]
     for colour, gx, gy in pen or []:
         x0, y0, x1, y1 = spec.box((gx, gy))
         ink = np.array(PEN_INK[colour], np.int16)
