@@ -53,7 +53,8 @@ def test_read_labelled_cohort_checks_rows(tmp_path):
     from biomedclip.slide.labelled import load_bags, read_labelled_cohort
 
     p = tmp_path / "c.csv"
-    p.write_text("slide_id,label,patient_id\n007,tumor,A\n008,normal,\n")
+    # the manifest of `slide features` (with a path column) is also the cohort table
+    p.write_text("slide_id,path,label,patient_id\n007,a.svs,tumor,A\n008,b.svs,normal,\n")
     c = read_labelled_cohort(p)
     assert c.slide_ids == ["007", "008"] and c.patients == ["A", "slide:008"]
     assert c.classes == ["normal", "tumor"] and c.y.tolist() == [1, 0]
