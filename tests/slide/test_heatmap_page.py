@@ -159,6 +159,10 @@ def test_slides_page_in_chromium(tiny_slide, tiny_model_dir, tmp_path):
             page.wait_for_url("**/slides")
             page.wait_for_function("document.querySelectorAll('#slide-list button').length > 0")
             assert page.locator("#slide-list button").first.get_attribute("data-id") == "slide1"
+            # the first slide opens with the default prompt; then a typed one replaces it
+            page.wait_for_function(
+                "document.querySelector('#slide-caption').textContent.includes('tumor')"
+            )
             page.locator("#prompt").fill("adenocarcinoma")
             page.locator("#top-k").fill("4")
             page.get_by_role("button", name="Show heatmap").click()

@@ -53,6 +53,7 @@ class SlideLibrary:
         self.files = {p.stem: p for p in files}
         self._cache: OrderedDict[tuple, object] = OrderedDict()
         self._lock = threading.Lock()
+        self._listing: list[dict] | None = None
 
     def _cached(self, key: tuple, make):
         with self._lock:
@@ -79,11 +80,15 @@ class SlideLibrary:
         return slide_file(self.features(slide_id), self.files[slide_id])
 
     def listing(self) -> list[dict]:
-        out = []
-        for sid in self.files:
-            sf = self.features(sid)
-            out.append({"id": sid, "patches": len(sf), "image": self.slide_path(sid) is not None})
-        return out
+        """Each slide's id, patch count and whether its slide file is there (read once)."""
+        if self._listing is None:
+            out = []
+            for sid in self.files:
+                sf = self.features(sid)
+                found = self.slide_path(sid) is not None
+                out.append({"id": sid, "patches": len(sf), "image": found})
+            self._listing = out
+        return self._listing
 
     def heatmap(self, slide_id: str, weights, text: str, top_k: int, max_side: int) -> dict:
         import numpy as np

@@ -3,7 +3,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { slide: null };
+const state = { slide: null, request: 0 };  // request: only the latest answer is shown
 
 async function api(path, body) {
   const headers = { "Content-Type": "application/json" };
@@ -69,10 +69,12 @@ async function show() {
   const text = $("prompt").value.trim();
   if (!text) { setStatus("Type a prompt first.", true); return; }
   setStatus("Scoring " + state.slide + "…");
+  const mine = ++state.request;
   try {
     const topK = Math.max(0, Math.min(50, parseInt($("top-k").value, 10) || 0));
     const r = await api("/v1/slides/" + encodeURIComponent(state.slide) + "/heatmap",
                         { text, top_k: topK });
+    if (mine !== state.request) return;  // a newer request was made meanwhile
     const img = $("slide-heatmap");
     img.src = r.heatmap;
     img.alt = "Heatmap of " + r.id + " for \u201c" + r.text + "\u201d";
@@ -100,9 +102,10 @@ async function show() {
     }
     setStatus("Done: " + r.id + ".");
   } catch (e) {
-    setStatus(e.message, true);
+    if (mine === state.request) setStatus(e.message, true);
   }
 }
 
 $("prompt-form").addEventListener("submit", (e) => { e.preventDefault(); show(); });
+$("api-key").addEventListener("change", loadSlides);  // a server with --api-key: list again
 loadSlides();
