@@ -143,7 +143,15 @@ def test_slides_page_in_chromium(tiny_slide, tiny_model_dir, tmp_path):
     spec, feats = tiny_slide
     artifacts = Path(os.environ.get("BIOMEDCLIP_ARTIFACTS", tmp_path)) / "serve-browser"
     artifacts.mkdir(parents=True, exist_ok=True)
-    server = start_server(model=str(tiny_model_dir), slides=str(feats), max_wait_ms=1.0)
+    from biomedclip.slide.features_file import h5_path, read_h5, write_h5
+
+    # the served folder: the slide, and a copy whose features claim another model
+    slides_dir = tmp_path / "slides"
+    shutil.copytree(feats, slides_dir)
+    other = read_h5(h5_path(slides_dir, "slide1"))
+    other.attrs["model_sha256"] = "0" * 64
+    write_h5(h5_path(slides_dir, "zz-other-model"), other)
+    server = start_server(model=str(tiny_model_dir), slides=str(slides_dir), max_wait_ms=1.0)
     try:
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
@@ -190,8 +198,13 @@ def test_slides_page_in_chromium(tiny_slide, tiny_model_dir, tmp_path):
             browser.close()
         import httpx
 
+        listed = httpx.get(server.url + "/v1/slides").json()["slides"]
+        assert listed == [{"id": "slide1", "patches": 20, "image": True},
+                          {"id": "zz-other-model", "patches": 20, "image": True}]  # fmt: skip
         r = httpx.post(server.url + "/v1/slides/nope/heatmap", json={"text": "tumor"})
         assert r.status_code == 400 and "nope" in r.json()["error"]["message"]
+        r = httpx.post(server.url + "/v1/slides/zz-other-model/heatmap", json={"text": "tumor"})
+        assert r.status_code == 400 and "extract them again" in r.json()["error"]["message"]
         print(f"screenshot: {shot}")
     finally:
         server.stop()
