@@ -121,6 +121,14 @@ def test_attention_heatmap_and_zero_shot_cli(tiny_slide, tiny_model_dir, tmp_pat
     assert res["slide_id"] == "slide1" and res["pooling"] == "top-1"
     assert set(res["scores"]) == {"top-1", "top-5", "mean"}
     assert len(res["top_patches"]["tumor"]) == 5
+    # one unreadable feature file is reported (exit 1); the others are still classified
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"not hdf5")
+    code, stdout, err = run_main(capsys, "slide", "zeroshot", feats, bad, "--labels", "a, b",
+                                 "--json", "--model", tiny_model_dir)  # fmt: skip
+    doc = json.loads(stdout)
+    assert code == 1 and [r["slide_id"] for r in doc["results"]] == ["slide1"]
+    assert doc["failures"][0]["file"] == str(bad) and "bad.h5" in doc["failures"][0]["error"]
     # a missing feature folder is named, exit code 2
     code, _, err = run_main(capsys, "slide", "zeroshot", tmp_path / "nope", "--labels", "a, b",
                             "--model", tiny_model_dir)  # fmt: skip
