@@ -42,6 +42,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
+from tests.slide.builders import build_slide, lc25000  # noqa: E402
+
 from _bench import interleaved, summarise, write_result  # noqa: E402
 from _reference import build_reference, ours_from_reference  # noqa: E402
 from biomedclip.embedding.encoder import Encoder, EncoderSettings, cpu_has_native_bf16  # noqa: E402
@@ -51,7 +53,6 @@ from biomedclip.slide.cohort import SlideInput  # noqa: E402
 from biomedclip.slide.features import extract_features  # noqa: E402
 from biomedclip.slide.layout import ExtractSettings  # noqa: E402
 from biomedclip.slide.patching import plan_patches  # noqa: E402
-from tests.slide.builders import build_slide, lc25000  # noqa: E402
 
 
 def build_cohort(folder: Path, n: int, cells: int) -> list[SlideInput]:
