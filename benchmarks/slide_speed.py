@@ -1,6 +1,6 @@
 """Whole-slide feature extraction: `slide features` vs the reference loop, patches/s and peak RSS.
 
-A cohort of real pyramidal slides is written with tifffile (tests/slide/builders.py): 40x
+A cohort of real pyramidal slides is written with tifffile (benchmarks/_slides.py): 40x
 (0.25 um/px), levels at downsamples 1, 4, 16 like an Aperio scan, so 224 px patches at 20x are
 read as 448 px at level 0 and resized; the tissue is real LC25000 lung patches on glass, with
 pen marks.
@@ -41,11 +41,9 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(ROOT))
-from tests.slide.builders import build_slide, lc25000  # noqa: E402
-
 from _bench import interleaved, summarise, write_result  # noqa: E402
-from _reference import build_reference, ours_from_reference  # noqa: E402
+from _reference import SHARED, build_reference, ours_from_reference  # noqa: E402
+from _slides import build_slide, lc25000  # noqa: E402
 from biomedclip.embedding.encoder import Encoder, EncoderSettings, cpu_has_native_bf16  # noqa: E402
 from biomedclip.errors import ConfigError  # noqa: E402
 from biomedclip.imaging.wsi import open_slide  # noqa: E402
@@ -62,7 +60,7 @@ def build_cohort(folder: Path, n: int, cells: int) -> list[SlideInput]:
     slides = []
     for k in range(n):
         cls = "lung_aca" if k % 2 == 0 else "lung_n"
-        images = lc25000(cls, cells, start=(k // 2) * cells)
+        images = lc25000(SHARED, cls, cells, start=(k // 2) * cells)
         tiles = [(im, 1 + i % side, 1 + i // side) for i, im in enumerate(images)]
         grid = (side + 3, side + 2)
         spec = build_slide(
