@@ -190,3 +190,59 @@ def test_sigkill_mid_cohort_then_resume(tmp_path, tiny_model_dir, capsys):
         np.testing.assert_array_equal(a.coords, b.coords)
         np.testing.assert_array_equal(a.features, b.features)
         assert a.attrs == b.attrs
+
+
+def test_cohort_inputs_folder_glob_manifest(cohort, tmp_path):
+    from biomedclip.errors import InputError
+    from biomedclip.slide.cohort import from_inputs
+
+    folder, specs, _ = cohort
+    ids = [s.slide_id for s in from_inputs([folder])]
+    assert ids == ["bare", "cut", "s0", "s1", "s2"]
+    assert [s.slide_id for s in from_inputs([str(folder / "s*.tif")])] == ["s0", "s1", "s2"]
+    csv = tmp_path / "cohort.csv"
+    csv.write_text(
+        f"slide_id,path,label,patient_id\n007,{folder / 's0.tif'},tumour,p1\n"
+        f"008,{folder / 's1.tif'},normal,p1\n"
+    )
+    rows = from_inputs([csv])
+    assert [(s.slide_id, s.label, s.patient_id) for s in rows] == [
+        ("007", "tumour", "p1"),
+        ("008", "normal", "p1"),
+    ]
+    twice = tmp_path / "twice.csv"
+    twice.write_text(f"path\n{folder / 's0.tif'}\n{folder / 's0.tif'}\n")
+    with pytest.raises(InputError, match="two slides are named 's0'"):
+        from_inputs([twice])
+    with pytest.raises(InputError, match="nothing_here"):
+        from_inputs([str(tmp_path / "nothing_here" / "*.svs")])
+
+
+def test_ray_per_slide_function(cohort, tiny_model_dir, tmp_path):
+    """What each Ray actor runs on its slides (a local Ray cluster costs more than this suite's
+    budget; `--engine ray` reuses run_ray's wiring of embedding/ray_engine.py)."""
+    import biomedclip
+    from biomedclip.embedding import Encoder, EncoderSettings
+    from biomedclip.slide.extract import model_attrs, patch_encoder
+    from biomedclip.slide.layout import ExtractSettings
+    from biomedclip.slide.ray_extract import process_rows
+
+    folder, specs, _ = cohort
+    model, pre, tok = biomedclip.load(str(tiny_model_dir))
+    enc = Encoder(model, pre, tok, EncoderSettings(batch_size=4))
+    settings = ExtractSettings()
+    batch = {
+        "slide_id": np.array(["s1", "cut"], dtype=object),
+        "path": np.array([str(folder / "s1.tif"), str(folder / "cut.tif")], dtype=object),
+        "label": np.array(["normal", None], dtype=object),
+        "patient_id": np.array([None, None], dtype=object),
+    }
+    rows = process_rows(
+        patch_encoder(enc), batch, tmp_path, settings, model_attrs(enc, str(tiny_model_dir))
+    )
+    assert rows["error"][0] == "-" and rows["patches"][0] == len(specs["s1"].cells("tissue"))
+    assert "cut.tif" in rows["error"][1]
+    sf = read_h5(tmp_path / "h5_files" / "s1.h5")
+    assert sf.attrs["label"] == "normal" and len(sf) == rows["patches"][0]
+    assert (tmp_path / "done" / "s1.json").is_file()
+    assert not (tmp_path / "h5_files" / "cut.h5").exists()

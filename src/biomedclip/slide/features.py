@@ -72,7 +72,9 @@ class CohortStats:
         return self.patches / self.seconds if self.seconds > 0 else 0.0
 
 
-def _check_manifest(out: Path, manifest: dict[str, Any], overwrite: bool) -> None:
+def _prepare_out(out: Path, manifest: dict[str, Any], overwrite: bool) -> None:
+    """Start afresh (``overwrite``) or check that ``out`` holds the same extraction; write the
+    manifest; remove the temporary files a killed run left."""
     path = out / MANIFEST
     if overwrite:
         for sub in ("h5_files", "parquet_files", DONE_DIR):
@@ -141,7 +143,7 @@ def extract_features(
         "extraction": settings.to_dict(),
         "layout": "CLAM/TRIDENT: h5_files/<slide_id>.h5 with features [N, D], coords [N, 2]",
     }
-    _check_manifest(out, manifest, overwrite)
+    _prepare_out(out, manifest, overwrite)
     stats = CohortStats(slides=len(slides))
     pending = [s for s in slides if not is_done(out, s.slide_id, settings)]
     stats.already_done = len(slides) - len(pending)
