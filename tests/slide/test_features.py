@@ -149,6 +149,7 @@ def test_patch_feature_equals_embed_of_the_png(tmp_path, tiny_model_dir, capsys)
     np.testing.assert_allclose(sf.features, np.load(npy), atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow  # a subprocess killed mid-cohort
 def test_sigkill_mid_cohort_then_resume(tmp_path, tiny_model_dir, capsys):
     folder = tmp_path / "slides"
     _cohort(folder, N_KILL, 12, seed=40)
