@@ -46,9 +46,9 @@ HEAT_DESC = """\
 A heatmap over a slide: each patch's cosine similarity to --text, or its ABMIL attention
 (--mil RUN/models/fold_0.safetensors), painted over the slide's thumbnail with a colour-bar legend.
 
-SLIDE is the slide file (its features: --features DIR or FILE; default: the feature file named in
-DIR/h5_files/<slide stem>.h5) or a feature file (the slide it names, if present, gives the
-thumbnail; else a plain canvas).
+SLIDE is a slide file (its features: --features FILE, or --features DIR for
+DIR/h5_files/<slide_id>.h5, the id being the file name without its extension), or a feature file
+(the slide it names, if present, gives the thumbnail; else a plain canvas).
 
 examples:
   biomedclip slide heatmap S01.svs --features feats/ --text "tumor" --out S01_tumor.png
@@ -314,6 +314,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_heatmap(args: argparse.Namespace) -> int:
     from biomedclip.errors import InputError
+    from biomedclip.slide.cohort import slide_id_of
     from biomedclip.slide.features_file import read_features
     from biomedclip.slide.heatmap import slide_file, slide_heatmap, text_scores
     from biomedclip.slide.labelled import feature_path
@@ -326,7 +327,7 @@ def run_heatmap(args: argparse.Namespace) -> int:
     elif args.features and Path(args.features).is_file():
         feat_file, slide_path = Path(args.features), src
     elif args.features:
-        feat_file, slide_path = feature_path(args.features, src.stem), src
+        feat_file, slide_path = feature_path(args.features, slide_id_of(src)), src
     else:
         raise InputError(f"{src}: pass --features (the folder or file of its patch features)")
     sf = read_features(feat_file)
