@@ -205,6 +205,9 @@ SHAPES_RUN_FILES = ("tests/eval/test_learning.py", "tests/train/test_learning.py
 # folders whose files share costly session fixtures (export: the full-size model and its reference
 # embeddings): each folder is one work unit
 SHARED_FIXTURE_DIRS = ("tests/export/",)
+# ---- issue 26 (whole slides): tests/slide/ is one work unit, its slide tests share fixtures ----
+SHARED_FIXTURE_DIRS += ("tests/slide/",)
+# ---- end issue 26 ----
 
 
 def work_unit(nodeid: str) -> str:

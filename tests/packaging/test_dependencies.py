@@ -37,6 +37,8 @@ MODULE_EXTRAS: dict[str, tuple[str, ...]] = {
     "biomedclip.serve": ("serve",),
     "biomedclip.serve.ray_app": ("serve", "ray"),
     "biomedclip.vqa": ("train",),  # built on the training infrastructure
+    "biomedclip.slide": ("slide",),
+    "biomedclip.slide.ray_extract": ("slide", "ray"),
 }
 # Declared distributions that are used without being imported by name (with the reason).
 RUNTIME_ONLY = {

@@ -30,6 +30,7 @@ COMMANDS = (
     "serve",
     "explain",
     "vqa",
+    "slide",
 )
 
 DESCRIPTION = """\

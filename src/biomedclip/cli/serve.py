@@ -42,6 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--index", default=None, help="an index directory for /v1/search")
+    p.add_argument(
+        "--slides",
+        default=None,
+        metavar="DIR",
+        help="slide feature folder (DIR/h5_files/<slide_id>.h5, `biomedclip slide features`): "
+        "adds the Slides page (heatmap for a typed prompt, top patches)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: %(default)s)")
     p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     p.add_argument(
@@ -153,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
         backend=getattr(args, "backend", "torch"),
         cache_dir=args.cache_dir,
         index=args.index,
+        slides=args.slides,
         max_batch_size=args.max_batch_size,
         max_wait_ms=args.max_wait_ms,
         max_queue=args.max_queue,

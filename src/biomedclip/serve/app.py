@@ -25,7 +25,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from biomedclip import __version__
-from biomedclip.serve import errors, routes
+from biomedclip.serve import errors, routes, slides
 from biomedclip.serve.config import ServeSettings
 from biomedclip.serve.limits import Admission
 from biomedclip.serve.metrics import METHODS, Metrics
@@ -73,6 +73,7 @@ def create_app(
     app.include_router(routes.api)
     app.include_router(routes.public)
     app.include_router(routes.ops)
+    slides.install(app, settings.slides)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     install_docs(app)
 

@@ -39,6 +39,7 @@ class ServeSettings:
     backend: str = "torch"
     cache_dir: str | None = None
     index: str | None = None
+    slides: str | None = None  # feature folder for the Slides page (serve/slides.py)
     max_batch_size: int = 32
     max_wait_ms: float = 5.0
     max_queue: int = 512

@@ -49,8 +49,8 @@ class SlideFeatures:
 def _h5py():
     try:
         import h5py
-    except ImportError as e:  # pragma: no cover - h5py is in the eval extra
-        raise InputError("slide feature files need h5py: pip install 'biomedclip[eval]'") from e
+    except ImportError as e:  # pragma: no cover - h5py is in the slide extra
+        raise InputError("slide feature files need h5py: pip install 'biomedclip[slide]'") from e
     return h5py
 
 

@@ -250,3 +250,8 @@ dropZone("drop-search", "file-search", async (file) => {
     $("model-info").textContent = e.message;
   }
 })();
+
+// ---- the Slides page link (shown when the server was started with --slides DIR) --------------
+fetch("/slides", { method: "HEAD" })
+  .then((r) => { if (r.ok) $("nav-slides").hidden = false; })
+  .catch(() => {});
