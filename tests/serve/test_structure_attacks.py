@@ -2,7 +2,8 @@
 a NIfTI spacing that multiplies the slice after the voxel check, a slide level stored as one huge
 tile), a format-spec template, and the event loop staying free while a request works.
 
-The image cases await the decode budget (``imaging``): they are marked xfail until it lands.
+The image cases are refused by the decode budget (``imaging/budget.py``) before anything large
+is allocated.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from tests.serve.test_errors import error_of
 from tests.serve.test_hostile import RSS_BOUND_MIB, Watch
 
 CAP = 2**20  # "1 Mpx": the big-tile slide's 1024^2 level is exactly at the cap
-AWAITS_BUDGET = pytest.mark.xfail(strict=False, reason="awaits decode budget")
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,6 @@ def _slide() -> bytes:  # the 1024^2 level (at CAP) is one 8192^2 tile
     return bombs.big_tile_slide(level=1024, tile=8192, base=2048)
 
 
-@AWAITS_BUDGET
 @pytest.mark.parametrize("build", [_planar, _nifti, _slide], ids=["planar", "nifti", "slide"])
 def test_declared_structure_is_counted(guarded, monkeypatch, build):
     from biomedclip.imaging import wsi

@@ -24,7 +24,7 @@ from biomedclip.errors import (
     UnsupportedFormatError,
     UnsupportedTransferSyntaxError,
 )
-from biomedclip.imaging.budget import DecodeBudget, mode_bytes
+from biomedclip.imaging.budget import BYTES_PER_PIXEL, DecodeBudget, mode_bytes
 from biomedclip.imaging.options import ImageRecord, ReadOptions
 from biomedclip.imaging.pillow import frame_indices
 from biomedclip.imaging.source import FATAL, Source
@@ -218,11 +218,16 @@ def _check_ratio(ds, pixels: int, name: str) -> None:
         )
 
 
+INFLATE_SLACK = 2**20  # headers, overlays, private tags
+
+
 def _inflate(data: bytes, budget: DecodeBudget, name: str) -> bytes:
     """Raw-deflate ``data``, asking the budget for what it inflates (a deflate bomb is refused
     before its output exists past what the budget has left)."""
     d = zlib.decompressobj(-zlib.MAX_WBITS)
     left = budget.left
+    if left is not None:  # a dataset's bytes: at most 8 per allowed pixel (64-bit samples)
+        left = min(left, budget.max_bytes // BYTES_PER_PIXEL * 8 + INFLATE_SLACK)
     try:
         out = d.decompress(data, 0 if left is None else left + 1)
     except zlib.error as e:
