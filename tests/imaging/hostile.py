@@ -63,7 +63,12 @@ def _segments(p: TiffPage) -> tuple[int, int]:
     return -(-p.height // rps) * planes, p.width * rps * per_px
 
 
-def tiff(pages: list[TiffPage], bigtiff: bool = False, max_segments: int = 4096) -> bytes:
+def tiff(
+    pages: list[TiffPage],
+    bigtiff: bool = False,
+    max_segments: int = 4096,
+    max_deflate: int = 2**26,
+) -> bytes:
     """A little-endian (Big)TIFF with one IFD per page. Segment data: ``compression=1`` points
     every segment at the same 16 bytes; ``compression=8`` stores real deflated zeros of the
     declared segment size (shared by all segments). Past ``max_segments`` the offset arrays
@@ -87,7 +92,7 @@ def tiff(pages: list[TiffPage], bigtiff: bool = False, max_segments: int = 4096)
     for p in pages:
         n, seg_bytes = _segments(p)
         n_written = max(min(n, max_segments), 1)
-        if p.compression == 8 and seg_bytes <= 2**26:
+        if p.compression == 8 and seg_bytes <= max_deflate:
             key = seg_bytes
             if key not in blobs:
                 blobs[key] = blob(deflated_zeros(seg_bytes))
@@ -161,6 +166,7 @@ def pyramid(
     levels: int = 3,
     compression: int = 8,
     top_tile: int | None = None,
+    max_deflate: int = 2**26,
 ) -> bytes:
     """An Aperio-style pyramidal slide: ``levels`` tiled RGB pages halving in size; the smallest
     level may declare its own (hostile) tile size ``top_tile``."""
@@ -172,7 +178,7 @@ def pyramid(
         pages.append(
             TiffPage(w, h, samples=3, tile=(t, t), compression=compression, description=desc)
         )
-    return tiff(pages)
+    return tiff(pages, max_deflate=max_deflate)
 
 
 # ---- DICOM ----------------------------------------------------------------------------------
@@ -304,7 +310,8 @@ def _nifti_spacing_small_volume():
 def _slide_single_top_tile():
     """Issue 24: a pyramidal TIFF whose 1024^2 level is one 8192^2 tile: the tifffile reader
     decoded whole tiles of any declared size (432 MB peak under a 1 Mpx cap)."""
-    return pyramid(4096, 4096, 256, levels=3, top_tile=8192), _opts(1_000_000), _too_large()
+    data = pyramid(4096, 4096, 256, levels=3, top_tile=8192, max_deflate=2**28)
+    return data, _opts(1 << 20), _too_large()
 
 
 def _tiny_tiff_huge_tile():
