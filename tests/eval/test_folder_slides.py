@@ -69,6 +69,10 @@ def test_slide_is_grouped_by_its_thumbnail_and_unreadable_files_are_named(folder
 def test_folder_dataset_with_a_slide_splits_and_notes_the_unreadable(folder, monkeypatch, caplog):
     monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", 200_000)
     monkeypatch.setattr(groups, "_cache", {})
+    # caplog's handler on the module's own logger: other tests in the same worker may configure
+    # an ancestor logger not to propagate
+    groups.log.addHandler(caplog.handler)
+    monkeypatch.setattr(groups.log, "disabled", False)
     ids = set()
     for split in ("train", "val", "test"):
         ds = image_folder(folder, split)
@@ -76,4 +80,5 @@ def test_folder_dataset_with_a_slide_splits_and_notes_the_unreadable(folder, mon
         note = next(n for n in ds.notes if "unreadable" in n)
         assert "2 unreadable file(s)" in note and "broken0.jpg" in note and "broken1.jpg" in note
     assert len(ids) == 10 and "a/slide.svs" in ids
+    groups.log.removeHandler(caplog.handler)
     assert "broken0.jpg" in caplog.text

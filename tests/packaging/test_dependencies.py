@@ -34,6 +34,7 @@ MODULE_EXTRAS: dict[str, tuple[str, ...]] = {
     "biomedclip.eval.retrieval": (),
     "biomedclip.eval.retrieval_eval": (),
     "biomedclip.eval.bootstrap": (),  # NumPy only: also the VQA report's intervals
+    "biomedclip.eval.coop": ("eval", "baselines"),  # CoOp through an open_clip baseline too
     "biomedclip.serve": ("serve",),
     "biomedclip.serve.ray_app": ("serve", "ray"),
     "biomedclip.vqa": ("train",),  # built on the training infrastructure

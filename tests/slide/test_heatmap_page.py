@@ -113,7 +113,7 @@ def test_attention_heatmap_and_zero_shot_cli(tiny_slide, tiny_model_dir, tmp_pat
     assert Image.open(out).size[0] == 1024
 
     code, stdout, err = run_main(
-        capsys, "slide", "zeroshot", feats, "--labels", "tumor, normal", "--k", "1,5,mean",
+        capsys, "slide", "zeroshot", feats, "--labels", "tumor, normal", "--poolings", "1,5,mean",
         "--json", "--model", tiny_model_dir,
     )  # fmt: skip
     assert code == 0, err

@@ -96,7 +96,7 @@ def test_mil_cli_resumes_and_eval_reports_side_by_side(small_cohort, tiny_model_
     code, out, err = run_main(
         capsys, "slide", "eval", "--cohort", small_cohort.csv, "--features", small_cohort.root,
         "--mil", run, "--folds", 3, "--epochs", 6, "--lr", 5e-3, "--bootstrap", 50,
-        "--prompt", "tumor=lung adenocarcinoma", "--k", "1,10,mean", "--out", report,
+        "--prompt", "tumor=lung adenocarcinoma", "--poolings", "1,10,mean", "--out", report,
         "--model", tiny_model_dir,
     )  # fmt: skip
     assert code == 0, err

@@ -21,7 +21,7 @@ examples:
 """
 EVAL_DESC = """\
 Evaluate a cohort (CSV: slide_id,label[,patient_id]) from its feature files: slide-level zero-shot
-under each pooling (top-K, K in --k, and mean), and with --mil RUN the patient-grouped
+under each pooling (top-K, K in --poolings, and mean), and with --mil RUN the patient-grouped
 cross-validated ABMIL and mean-pool + logistic-regression classifiers (as `slide mil`), in one
 table: balanced accuracy, weighted F1 and AUROC with 95% bootstrap intervals over slides.
 
@@ -72,7 +72,8 @@ def _prompt_args(p: argparse.ArgumentParser, labels: bool) -> None:
                    help="the prompt text of a class (default: the label itself); repeat")  # fmt: skip
     p.add_argument("--templates", default="paper", help="template set (paper, model-card) or one "
                    "template with {} (default: paper)")  # fmt: skip
-    p.add_argument("--k", default="1,5,10,50,100,mean", help="poolings to report (default: "
+    p.add_argument("--poolings", default="1,5,10,50,100,mean", help="poolings to report: "
+                   "top-K means and mean pooling (default: "
                    "%(default)s)")  # fmt: skip
 
 
@@ -100,8 +101,10 @@ def register(slide_sub: argparse._SubParsersAction) -> None:
     p = _sub(slide_sub, "zeroshot", "slide-level zero-shot with top-K pooling", ZS_DESC)
     p.add_argument("features", nargs="+", metavar="FEATURES", help="feature files or folders")
     _prompt_args(p, labels=True)
-    p.add_argument("--pooling", default=None, help="headline pooling (default: first of --k)")
-    p.add_argument("--top", type=int, default=5, help="top patches listed per class (default 5)")
+    p.add_argument(
+        "--pooling", default=None, help="headline pooling (default: first of --poolings)"
+    )
+    p.add_argument("--top-k", type=int, default=5, help="top patches listed per class (default 5)")
     add_json_flag(p)
     add_model_args(p, speed=NO_SPEED)
     p.set_defaults(func=run_zeroshot)
@@ -136,7 +139,7 @@ def register(slide_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="heatmap.png", help="output PNG (default: %(default)s)")
     p.add_argument("--max-side", type=int, default=1024, help="thumbnail size (default 1024)")
     p.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity (default 0.5)")
-    p.add_argument("--top", type=int, default=5, help="top patches listed (default 5)")
+    p.add_argument("--top-k", type=int, default=5, help="top patches listed (default 5)")
     add_json_flag(p)
     add_model_args(p, speed=NO_SPEED)
     p.set_defaults(func=run_heatmap)
@@ -238,7 +241,7 @@ def run_zeroshot(args: argparse.Namespace) -> int:
     from biomedclip.slide.zeroshot import class_embeddings, parse_poolings, zero_shot_slide
 
     labels = parse_labels(args.labels)
-    poolings = parse_poolings(args.k)
+    poolings = parse_poolings(args.poolings)
     headline = parse_poolings(args.pooling)[0] if args.pooling else poolings[0]
     files = _feature_files(args.features)
     enc = _encoder(args)
@@ -248,7 +251,7 @@ def run_zeroshot(args: argparse.Namespace) -> int:
         try:
             sf = read_features(f)
             results.append(zero_shot_slide(sf, weights, labels, enc.logit_scale, poolings,
-                                           headline, args.top, f.stem))  # fmt: skip
+                                           headline, args.top_k, f.stem))  # fmt: skip
         except Exception as e:  # noqa: BLE001 - one bad file never loses the rest
             failures.append({"file": str(f), "error": str(e)})
     if args.json:
@@ -294,7 +297,7 @@ def run_eval(args: argparse.Namespace) -> int:
     prompts = _prompts(cohort.classes, args.prompt)
     weights = class_embeddings(enc, prompts, args.templates)
     rows, per_slide = zero_shot_cohort(cohort, bags, weights, enc.logit_scale,
-                                       parse_poolings(args.k), args.bootstrap, args.seed)  # fmt: skip
+                                       parse_poolings(args.poolings), args.bootstrap, args.seed)  # fmt: skip
     if args.mil:
         rows = cv_rows(_cross_validate(args, cohort, bags, Path(args.mil))) + rows
     title = (f"{cohort.source}: {len(cohort)} slides, {len(set(cohort.patients))} patients, "
@@ -352,7 +355,7 @@ def run_heatmap(args: argparse.Namespace) -> int:
     from biomedclip.explain.render import save_png
 
     save_png(hm.image, args.out)
-    order = scores.argsort()[::-1][: args.top]
+    order = scores.argsort()[::-1][: args.top_k]
     top = [{"x": int(sf.coords[i, 0]), "y": int(sf.coords[i, 1]), "score": float(scores[i])}
            for i in order]  # fmt: skip
     doc = {"out": str(args.out), "features": str(feat_file),
