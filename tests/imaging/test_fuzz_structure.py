@@ -132,7 +132,7 @@ def test_jpeg_headers(width, height, mode):
     cols=DIMS,
     bits=st.sampled_from([1, 8, 12, 16, 32]),
     samples=st.sampled_from([1, 3]),
-    frames=st.sampled_from([1, 2, 3, 1000, 2**31 - 1]),
+    frames=st.sampled_from([1, 2, 3, 64, 2**31 - 1]),
     syntax=st.sampled_from(["explicit", "deflate", "rle"]),
     rescale=st.booleans(),
     which=st.sampled_from([None, "all", "middle"]),
