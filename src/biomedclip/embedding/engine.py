@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -270,9 +271,34 @@ class EmbedResult:
     stats: EmbedStats
 
 
-def encoder_for(model, preprocess, tokenizer, cfg: EncoderSettings) -> Encoder:
-    """The :class:`Encoder` of a job's settings."""
-    return Encoder(model, preprocess, tokenizer, cfg.encoder_settings())
+def encoder_for(model, preprocess, tokenizer, cfg: EncoderSettings, source=None) -> Encoder:
+    """The :class:`Encoder` of a job's settings; OpenVINO int8 and ``auto`` calibrate on the
+    job's first image files when no calibration set is given (see :mod:`.calibration`)."""
+    return Encoder(
+        model, preprocess, tokenizer, with_job_calibration(cfg, source).encoder_settings()
+    )
+
+
+def with_job_calibration(cfg, source=None):
+    """``cfg`` with ``calibration`` = the source's first image files, where a first build may
+    need calibration and neither ``cfg.calibration`` nor ``$BIOMEDCLIP_CALIBRATION`` is set."""
+    import dataclasses
+    import itertools
+
+    from biomedclip.embedding.calibration import ENV, MAX_IMAGES, resolve_calibration
+
+    if not cfg.needs_calibration or cfg.calibration is not None or os.environ.get(ENV):
+        return cfg
+    if source is None or not getattr(source, "has_images", False):
+        return cfg
+    try:
+        paths = [it.path for it in itertools.islice(source.items(), 4 * MAX_IMAGES) if it.path]
+    except Exception:  # noqa: BLE001 - a source that cannot list cheaply calibrates elsewhere
+        return cfg
+    paths = [p for p in paths if os.path.isfile(p)][:MAX_IMAGES]
+    if not paths:
+        return cfg
+    return dataclasses.replace(cfg, calibration=resolve_calibration(None, job_images=paths))
 
 
 def embed_source(
@@ -288,7 +314,7 @@ def embed_source(
 
     cfg = cfg or EmbedConfig(progress=False)
     mod = modality or modalities_for(source, cfg.modality)[0]
-    encoder = encoder_for(model, preprocess, tokenizer, cfg)
+    encoder = encoder_for(model, preprocess, tokenizer, cfg, source)
     sink = EncodedSink(source, encoder.dim)
     stats = run_local(encoder, source, [mod], sink, progress=cfg.progress)
     encoded = sink.result(mod, stats.truncated_texts)
@@ -343,16 +369,28 @@ def embed_to_dataset(
     ``engine="ray"`` runs the encoding on Ray model actors (``ray_options``: a
     :class:`~biomedclip.embedding.ray_engine.RayOptions`); they load the model from ``model_source``.
     """
+    import dataclasses
+
     cfg = cfg or EmbedConfig()
     mods = modalities_for(source, cfg.modality)
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"engine {engine!r}: use local or ray")
+    # the encoder first: `auto` resolves (on the driver, for every Ray replica alike) and the
+    # manifest records what runs
+    encoder = encoder_for(model, preprocess, tokenizer, cfg, source)
+    if engine == "ray":
+        cfg = dataclasses.replace(
+            cfg, backend=encoder.settings.backend, precision=encoder.settings.precision
+        )
     info = DatasetInfo(
         model=model_source,
         model_sha256=model.load_info.sha256,
         dim=int(model.config.embed_dim),
         dtype=cfg.storage_dtype,
-        precision=cfg.label,
+        precision=encoder.label,
         modality="both" if len(mods) == 2 else mods[0],
         source=source.description,
+        backend=encoder.provenance(),
     )
     writer = EmbeddingWriter(out_dir, info, source.meta_schema, cfg.rows_per_part, overwrite)
     skip = {m: writer.skip_ids(m) for m in ("image", "text")}
@@ -361,19 +399,14 @@ def embed_to_dataset(
     ok = False
     try:
         if engine == "ray":
-            import dataclasses
-
             from biomedclip.embedding.ray_engine import RayOptions, run_ray
 
             opts = dataclasses.asdict(ray_options or RayOptions())
             stats = run_ray(model_source, source, cfg, writer, skip, **opts)
-        elif engine == "local":
-            encoder = encoder_for(model, preprocess, tokenizer, cfg)
+        else:
             stats = run_local(
                 encoder, source, mods, writer, skip, cfg.progress, cfg.text_chunk, cfg.parts
             )
-        else:
-            raise ConfigError(f"engine {engine!r}: use local or ray")
         ok = True
     finally:
         writer.close(complete=ok)
