@@ -125,7 +125,7 @@ def ir_name(tower: str, precision: str) -> str:
 
 
 # ---- conversion ---------------------------------------------------------------------------------
-def _convert(model: torch.nn.Module, tower: str):
+def convert(model: torch.nn.Module, tower: str):
     ov = require_openvino()
     from biomedclip.model.onnx_graphs import ImageGraph, TextGraph
 
@@ -160,13 +160,15 @@ def _ignored_scope(nncf, tower: str, depth: int):
     return nncf.IgnoredScope(patterns=pats, validate=False)
 
 
-def _quantize(ovm, tower: str, depth: int, samples: list):
-    """NNCF post-training int8 of an fp32 IR on ``samples`` (one input per sample)."""
+def quantize(ovm, tower: str, depth: int, samples: list, portable: bool = False):
+    """NNCF post-training int8 of an fp32 IR on ``samples`` (one input per sample);
+    ``portable``: 7-bit weights (NNCF's overflow fix) whatever this CPU, for IR run elsewhere."""
     nncf = require_nncf()
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
 
     nncf.set_log_level(logging.ERROR)
-    fix = OverflowFix.DISABLE if cpu_features.int8_dot() else OverflowFix.ENABLE
+    vnni = cpu_features.int8_dot() and not portable
+    fix = OverflowFix.DISABLE if vnni else OverflowFix.ENABLE
     with contextlib.redirect_stdout(sys.stderr):  # NNCF's progress bars never reach --json output
         return nncf.quantize(
             ovm,
@@ -178,7 +180,7 @@ def _quantize(ovm, tower: str, depth: int, samples: list):
         )
 
 
-def _save_ir(ovm, path: Path) -> None:
+def save_ir(ovm, path: Path) -> None:
     """Write ``path`` (.xml + .bin) atomically: the .xml, renamed last, is the commit point."""
     ov = require_openvino()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -320,13 +322,13 @@ def _tower_ir(model, tower: str, precision: str, folder: Path, calibrate) -> tup
         ovm = require_openvino().Core().read_model(str(fp32))
     else:
         log.info("converting the %s tower to OpenVINO (once per model): %s", tower, fp32)
-        ovm = _convert(model, tower)
-        _save_ir(ovm, fp32)
+        ovm = convert(model, tower)
+        save_ir(ovm, fp32)
         CONVERSIONS.append(f"{tower}-fp32")
     if precision == "int8":
         log.info("quantising the %s tower to int8 with NNCF (once per model and CPU)", tower)
-        ovm = _quantize(ovm, tower, tower_depth(model, tower), calibrate(tower))
-        _save_ir(ovm, xml)
+        ovm = quantize(ovm, tower, tower_depth(model, tower), calibrate(tower))
+        save_ir(ovm, xml)
         CONVERSIONS.append(f"{tower}-int8")
     return xml, time.perf_counter() - start
 
