@@ -43,17 +43,53 @@ class CalibrationSet:
         return len(self.images) >= MIN_IMAGES
 
 
-def default_prompts() -> list[str]:
-    """The paper's zero-shot prompts (templates x Supp. Table 10 class names): real, offline."""
-    from biomedclip.eval.protocol import PAPER_DATASETS
-    from biomedclip.prompts import PAPER_TEMPLATES
+#: Class names of the paper's zero-shot tasks (Supp. Table 10) and common modalities: with the
+#: paper's templates, the offline text calibration set (kept here: ``embedding`` is below ``eval``).
+CLASS_NAMES = (
+    "lung adenocarcinoma",
+    "benign lung",
+    "lung squamous cell carcinoma",
+    "colon adenocarcinoma",
+    "benign colonic tissue",
+    "normal lymph node",
+    "lymph node metastasis",
+    "tumor infiltrating",
+    "lymphocytes",
+    "normal lung",
+    "lung opacity",
+    "pneumonia",
+    "chest X-ray",
+    "brain MRI",
+    "bone X-ray",
+    "abdominal CT",
+    "adenocarcinoma histopathology",
+    "squamous cell carcinoma",
+    "hematoxylin and eosin stained slide",
+    "immunohistochemistry",
+    "fundus photograph",
+    "skin lesion dermoscopy",
+    "ultrasound of the liver",
+    "mammogram",
+    "glioma",
+)
+TEMPLATES = ("this is an image of {}", "{} presented in image", "a photo of {}")
+CAPTIONS = (
+    "Histopathological examination shows a moderately differentiated adenocarcinoma with "
+    "glandular formation and nuclear atypia (hematoxylin and eosin, original magnification x200).",
+    "Contrast-enhanced axial CT of the chest demonstrating a spiculated mass in the right upper "
+    "lobe with mediastinal lymphadenopathy.",
+    "Frontal chest radiograph showing bilateral patchy airspace opacities and a small left "
+    "pleural effusion.",
+    "T2-weighted MRI of the brain reveals a heterogeneous, hyperintense lesion in the left "
+    "temporal lobe with surrounding vasogenic edema.",
+)
 
-    out: list[str] = []
-    for spec in PAPER_DATASETS.values():
-        for name in spec.classnames:
-            for t in (*spec.templates, *PAPER_TEMPLATES):
-                out.append(t.format(name))
-    return list(dict.fromkeys(out))[:MAX_TEXTS]
+
+def default_prompts() -> list[str]:
+    """Real zero-shot prompts (the paper's templates x :data:`CLASS_NAMES`) and a few
+    figure-caption-length texts: offline, for text calibration."""
+    out = [t.format(name) for name in CLASS_NAMES for t in TEMPLATES] + list(CAPTIONS)
+    return out[:MAX_TEXTS]
 
 
 def _images_under(directory: Path) -> list[str]:
@@ -97,7 +133,7 @@ def resolve_calibration(
         desc += f"; {len(texts)} texts from *.txt"
     else:
         texts = default_prompts()
-        desc += f"; {len(texts)} bundled prompts (paper templates x Supp. Table 10 classes)"
+        desc += f"; {len(texts)} bundled prompts (paper templates x class names, captions)"
     return CalibrationSet(images, texts, desc)
 
 
@@ -130,3 +166,24 @@ def calibration_tokens(cal: CalibrationSet, tokenizer) -> list[tuple]:
         b = tokenizer([text], warn=False)
         out.append((b.input_ids, b.attention_mask))
     return out
+
+
+def job_calibration(cfg, source=None):
+    """``cfg`` (settings with ``calibration``) with ``calibration`` = the source's first image
+    files, where a first build may need calibration and neither ``cfg.calibration`` nor
+    ``$BIOMEDCLIP_CALIBRATION`` is set."""
+    import dataclasses
+    import itertools
+
+    if not cfg.needs_calibration or cfg.calibration is not None or os.environ.get(ENV):
+        return cfg
+    if source is None or not getattr(source, "has_images", False):
+        return cfg
+    try:
+        paths = [it.path for it in itertools.islice(source.items(), 4 * MAX_IMAGES) if it.path]
+    except Exception:  # noqa: BLE001 - a source that cannot list cheaply calibrates elsewhere
+        return cfg
+    paths = [p for p in paths if os.path.isfile(p)][:MAX_IMAGES]
+    if not paths:
+        return cfg
+    return dataclasses.replace(cfg, calibration=resolve_calibration(None, job_images=paths))

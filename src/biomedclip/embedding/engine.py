@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 import time
 from collections.abc import Sequence
@@ -274,31 +273,9 @@ class EmbedResult:
 def encoder_for(model, preprocess, tokenizer, cfg: EncoderSettings, source=None) -> Encoder:
     """The :class:`Encoder` of a job's settings; OpenVINO int8 and ``auto`` calibrate on the
     job's first image files when no calibration set is given (see :mod:`.calibration`)."""
-    return Encoder(
-        model, preprocess, tokenizer, with_job_calibration(cfg, source).encoder_settings()
-    )
+    from biomedclip.embedding.calibration import job_calibration
 
-
-def with_job_calibration(cfg, source=None):
-    """``cfg`` with ``calibration`` = the source's first image files, where a first build may
-    need calibration and neither ``cfg.calibration`` nor ``$BIOMEDCLIP_CALIBRATION`` is set."""
-    import dataclasses
-    import itertools
-
-    from biomedclip.embedding.calibration import ENV, MAX_IMAGES, resolve_calibration
-
-    if not cfg.needs_calibration or cfg.calibration is not None or os.environ.get(ENV):
-        return cfg
-    if source is None or not getattr(source, "has_images", False):
-        return cfg
-    try:
-        paths = [it.path for it in itertools.islice(source.items(), 4 * MAX_IMAGES) if it.path]
-    except Exception:  # noqa: BLE001 - a source that cannot list cheaply calibrates elsewhere
-        return cfg
-    paths = [p for p in paths if os.path.isfile(p)][:MAX_IMAGES]
-    if not paths:
-        return cfg
-    return dataclasses.replace(cfg, calibration=resolve_calibration(None, job_images=paths))
+    return Encoder(model, preprocess, tokenizer, job_calibration(cfg, source).encoder_settings())
 
 
 def embed_source(

@@ -25,7 +25,6 @@ import logging
 import os
 import sys
 import tempfile
-import threading
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -36,13 +35,13 @@ import numpy as np
 import torch
 
 from biomedclip.embedding import cpu_features
+from biomedclip.embedding.openvino_run import MODE_ENV, OVTower, choose_mode, compile_tower, threads
 from biomedclip.errors import ConfigError
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "bf16", "int8")
 TOWERS = ("image", "text")
 EXTRA = "pip install 'biomedclip[cpu-fast]'"
-MODE_ENV = "BIOMEDCLIP_OV_MODE"  # sync | async: skips the measurement of the run mode
 _DIGESTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _TOWERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 #: conversions done by this process (tests check that a second start converts nothing)
@@ -211,83 +210,6 @@ def _update_meta(folder: Path, **items: Any) -> dict:
     return meta
 
 
-# ---- running ------------------------------------------------------------------------------------
-class OVTower:
-    """A compiled tower: ``sync`` (one batched request) or ``async`` (the batch split over an
-    async infer queue, one request per throughput stream)."""
-
-    def __init__(self, compiled, mode: str):
-        ov = require_openvino()
-        self.compiled, self.mode = compiled, mode
-        self._lock = threading.Lock()
-        if mode == "async":
-            n = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
-            self.queue = ov.AsyncInferQueue(compiled, n)
-            self.queue.set_callback(self._done)
-            self._out: dict[int, np.ndarray] = {}
-        else:
-            self.request = compiled.create_infer_request()
-
-    def _done(self, request, index) -> None:
-        self._out[index] = request.get_output_tensor(0).data.copy()
-
-    def __call__(self, *arrays: np.ndarray) -> np.ndarray:
-        with self._lock:
-            if self.mode == "sync" or len(arrays[0]) < 2:
-                req = self.request if self.mode == "sync" else self.compiled.create_infer_request()
-                return req.infer(list(arrays))[0].copy()
-            k = min(len(arrays[0]), len(self.queue))
-            bounds = np.linspace(0, len(arrays[0]), k + 1).astype(int)
-            self._out = {}
-            for i in range(k):
-                self.queue.start_async([a[bounds[i] : bounds[i + 1]] for a in arrays], i)
-            self.queue.wait_all()
-            return np.concatenate([self._out[i] for i in range(k)])
-
-
-def _threads() -> int:
-    return max(1, torch.get_num_threads())
-
-
-def compile_tower(xml: Path, precision: str, mode: str, cache: Path):
-    """Compile an IR for this CPU (compiled blobs cached under ``cache``)."""
-    ov = require_openvino()
-    core = ov.Core()
-    core.set_property({"CACHE_DIR": str(cache)})
-    native = cpu_features.native_bf16()
-    hint = "bf16" if precision == "bf16" or (precision == "int8" and native) else "f32"
-    config = {
-        "INFERENCE_PRECISION_HINT": hint,
-        "PERFORMANCE_HINT": "THROUGHPUT" if mode == "async" else "LATENCY",
-        "INFERENCE_NUM_THREADS": _threads(),
-    }
-    return OVTower(core.compile_model(str(xml), "CPU", config), mode)
-
-
-def _median_seconds(fn, arrays, reps: int = 2) -> float:
-    fn(*[a[:1] for a in arrays])  # warm-up
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn(*arrays)
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
-
-
-def choose_mode(xml: Path, precision: str, cache: Path, sample: np.ndarray) -> dict:
-    """Time one batched call against the async queue on ``sample``; the faster wins."""
-    forced = os.environ.get(MODE_ENV)
-    if forced in ("sync", "async"):
-        return {"mode": forced, "measured": False}
-    if _threads() < 2 or len(sample) < 2:
-        return {"mode": "sync", "measured": False, "why": "one thread or one image"}
-    secs = {}
-    for mode in ("sync", "async"):
-        secs[mode] = _median_seconds(compile_tower(xml, precision, mode, cache), (sample,))
-    best = min(secs, key=secs.get)
-    return {"mode": best, "measured": True, "images": len(sample), "seconds": secs}
-
-
 # ---- the towers of a model ------------------------------------------------------------------------
 @dataclass
 class OpenVINOTowers:
@@ -385,7 +307,7 @@ def openvino_towers_for(model, preprocess, tokenizer, precision: str, calibratio
         )
         extra = {"calibration": calibration.description} if precision == "int8" else {}
         meta = _update_meta(folder, conversion_seconds={precision: converted}, **extra)
-    mode_key = f"{cpu}:{precision}:{_threads()}"
+    mode_key = f"{cpu}:{precision}:{threads()}"
     mode = meta.get("modes", {}).get(mode_key)
     if mode is None:
         size = int(model.config.vision.image_size)
