@@ -264,7 +264,7 @@ def openvino_towers_for(model, preprocess, tokenizer, precision: str, calibratio
     require_openvino()
     if precision == "int8":
         require_nncf()
-    key = (_fingerprint(model), precision)
+    key = (_fingerprint(model), precision, os.environ.get(MODE_ENV), str(default_cache_dir()))
     hit = _TOWERS.get(model)
     if hit is not None and hit[0] == key:
         return hit[1]
@@ -308,7 +308,8 @@ def openvino_towers_for(model, preprocess, tokenizer, precision: str, calibratio
         extra = {"calibration": calibration.description} if precision == "int8" else {}
         meta = _update_meta(folder, conversion_seconds={precision: converted}, **extra)
     mode_key = f"{cpu}:{precision}:{threads()}"
-    mode = meta.get("modes", {}).get(mode_key)
+    forced = os.environ.get(MODE_ENV)
+    mode = {"mode": forced} if forced in ("sync", "async") else meta.get("modes", {}).get(mode_key)
     if mode is None:
         size = int(model.config.vision.image_size)
         sample = pixels[:4].numpy() if pixels is not None else None

@@ -59,7 +59,7 @@ class OVTower:
 
 
 def threads() -> int:
-    return max(1, torch.get_numthreads())
+    return max(1, torch.get_num_threads())
 
 
 def compile_tower(xml: Path, precision: str, mode: str, cache: Path):
