@@ -242,3 +242,20 @@ def test_cli_backend_openvino_and_auto(tiny_model_dir, image_dir, tmp_path, caps
     )  # fmt: skip
     assert code == 0, err
     assert json.loads(stdout)["backend"]["backend"] == "openvino"
+
+
+def test_eval_results_json_records_what_ran(tmp_path):
+    import argparse
+
+    from biomedclip.cli import eval as cli_eval
+    from biomedclip.eval.results import EvalResult
+
+    r = EvalResult(dataset="d", task="zeroshot_classification", model="m", metrics={"acc1": 1.0})
+    prov = {"backend": "openvino", "precision": "int8", "label": "auto:openvino+int8"}
+    cli_eval._PROVENANCE["m"] = prov
+    try:
+        cli_eval.finish(argparse.Namespace(out=str(tmp_path), json=False), [r])
+    finally:
+        cli_eval._PROVENANCE.pop("m")
+    record = json.loads((tmp_path / "results.json").read_text())[0]
+    assert record["settings"]["backend"] == prov

@@ -232,27 +232,27 @@ class Encoder:
     def label(self) -> str:
         """The precision label a manifest records (``auto:`` + the choice under ``auto``)."""
         label = self.settings.label
-        return f"auto:{label}" if self.auto is not None else label
+        return f"auto:{label}" if getattr(self, "auto", None) is not None else label
 
     def provenance(self) -> dict:
         """What ran: backend, precision, how it was chosen (``auto``: its measured min cosine and
         the candidates), the CPU record, and OpenVINO's cache and conversion figures."""
         from biomedclip.embedding import cpu_features
 
-        s = self.settings
+        s, auto, ov = self.settings, getattr(self, "auto", None), getattr(self, "_ov", None)
         out: dict = {
             "backend": s.backend,
             "precision": s.precision,
             "label": self.label,
-            "chosen_by": "auto" if self.auto is not None else "user",
-            "device": str(self.device),
+            "chosen_by": "auto" if auto is not None else "user",
+            "device": str(getattr(self, "device", "cpu")),
             "cpu": cpu_features.cpu_record(),
         }
-        if self.auto is not None:
-            out["auto"] = {k: v for k, v in self.auto.items() if k != "cpu"}
-            out["min_cosine"] = self.auto.get("min_cosine")
-        if self._ov is not None:
-            out["openvino"] = dict(self._ov.info)
+        if auto is not None:
+            out["auto"] = {k: v for k, v in auto.items() if k != "cpu"}
+            out["min_cosine"] = auto.get("min_cosine")
+        if ov is not None:
+            out["openvino"] = dict(ov.info)
         return out
 
     # ---- identity --------------------------------------------------------------------------------
