@@ -149,15 +149,25 @@ def test_int8_and_auto_without_calibration_images_say_how(tiny, tmp_path, monkey
         EncoderSettings(precision="int8")  # int8 is OpenVINO's
 
 
-def _fake_measure(figures):
+def _fake_measure(monkeypatch, figures):
+    """Replace building and measuring: each candidate gets ``figures[(backend, precision)]``."""
     calls = []
 
-    def measure(model, pre, tok, settings, pixels, tokens, reference):
+    def build(model, pre, tok, settings):
         calls.append((settings.backend, settings.precision))
-        speed, cos = figures[(settings.backend, settings.precision)]
-        return {"img_per_s": speed, "min_cosine": cos}
+        return settings
 
-    return measure, calls
+    def measure(encoders, pixels, tokens, reference):
+        out = {}
+        for name, enc in encoders.items():
+            s = getattr(enc, "settings", enc)  # torch fp32 is the real reference encoder
+            speed, cos = figures[(s.backend, s.precision)]
+            out[name] = {"img_per_s": speed, "min_cosine": cos}
+        return out
+
+    monkeypatch.setattr(backend_auto, "build_candidate", build)
+    monkeypatch.setattr(backend_auto, "measure_candidates", measure)
+    return calls
 
 
 FIGURES = {  # (img/s, min cosine): the fastest one misses the cosine bar
@@ -174,8 +184,7 @@ def test_auto_chooses_the_fastest_within_the_cosine_bar_and_caches_it(
 ):
     monkeypatch.setenv("BIOMEDCLIP_CACHE", str(tmp_path))  # auto's decisions of its own
     model, pre, tok = tiny
-    measure, calls = _fake_measure(FIGURES)
-    monkeypatch.setattr(backend_auto, "build_and_measure", measure)
+    calls = _fake_measure(monkeypatch, FIGURES)
     cal = str(image_dir)
     monkeypatch.setattr(cpu_features, "cpu_flags", lambda: AMX)
     d = backend_auto.choose(model, pre, tok, EncoderSettings(), _cal(cal))
@@ -191,7 +200,7 @@ def test_auto_chooses_the_fastest_within_the_cosine_bar_and_caches_it(
     monkeypatch.setattr(cpu_features, "cpu_flags", lambda: AVX2)
     d = backend_auto.choose(model, pre, tok, EncoderSettings(), _cal(cal))
     assert [c["name"] for c in d["candidates"]] == ["openvino-int8", "onnx-int8", "torch-fp32"]
-    assert d["choice"] == "onnx-int8" and len(calls) == n + 3
+    assert d["choice"] == "onnx-int8" and len(calls) == n + 2  # fp32 is the reference itself
     # nothing within the bar: fp32
     assert backend_auto.pick(
         [{"name": "onnx-int8", "img_per_s": 17.0, "min_cosine": 0.99}]
@@ -210,8 +219,7 @@ def test_auto_runs_its_choice_and_the_manifest_records_it(
     model, pre, tok = tiny
     figures = dict(FIGURES)
     figures[("torch", "fp32")] = (7.0, 1.0)
-    measure, _ = _fake_measure(figures)
-    monkeypatch.setattr(backend_auto, "build_and_measure", measure)
+    _fake_measure(monkeypatch, figures)
     monkeypatch.setattr(cpu_features, "cpu_flags", lambda: AVX2)
     out = tmp_path / "emb"
     cfg = EmbedConfig(batch_size=2, num_workers=0, progress=False, backend="auto")

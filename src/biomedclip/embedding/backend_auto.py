@@ -77,33 +77,39 @@ def decision_path(weights_sha256: str) -> Path:
     return Path(base) / "auto" / f"{weights_sha256[:24]}-{cpu_features.cpu_key()}.json"
 
 
-def measure_candidate(encoder, pixels, tokens, reference) -> dict:
-    """Image throughput and min cosine to fp32 (images and texts) of one built encoder."""
-    import torch
-
-    encoder.encode_pixels(pixels[:2])  # warm-up
-    times, out = [], None
-    for _ in range(2):
-        start = time.perf_counter()
-        out = encoder.encode_pixels(pixels)
-        times.append(time.perf_counter() - start)
-    text = encoder.encode_tokens(*tokens)
-    cos_image = float((out * reference[0]).sum(-1).min())
-    cos_text = float((text * reference[1]).sum(-1).min())
-    return {
-        "img_per_s": round(len(pixels) / float(torch.tensor(times).median()), 3),
-        "min_cosine_image": round(cos_image, 6),
-        "min_cosine_text": round(cos_text, 6),
-        "min_cosine": round(min(cos_image, cos_text), 6),
-    }
-
-
-def build_and_measure(model, preprocess, tokenizer, settings, pixels, tokens, reference) -> dict:
-    """Build one candidate's encoder and measure it (tests replace this)."""
+def build_candidate(model, preprocess, tokenizer, settings):
+    """One candidate's encoder (converted / quantised once and cached; tests replace this)."""
     from biomedclip.embedding.encoder import Encoder
 
-    enc = Encoder(model, preprocess, tokenizer, settings)
-    return measure_candidate(enc, pixels, tokens, reference)
+    return Encoder(model, preprocess, tokenizer, settings)
+
+
+def measure_candidates(encoders: dict, pixels, tokens, reference, rounds: int = 3) -> dict:
+    """``{name: figures}``: image throughput (median of ``rounds`` passes, the candidates
+    interleaved so that a busy machine slows them alike) and min cosine to fp32 (images, texts)."""
+    import statistics
+
+    times: dict[str, list[float]] = {n: [] for n in encoders}
+    outs = {}
+    for enc in encoders.values():
+        enc.encode_pixels(pixels[:2])  # warm-up
+    for _ in range(rounds):
+        for name, enc in encoders.items():
+            start = time.perf_counter()
+            outs[name] = enc.encode_pixels(pixels)
+            times[name].append(time.perf_counter() - start)
+    figures = {}
+    for name, enc in encoders.items():
+        text = enc.encode_tokens(*tokens)
+        cos_image = float((outs[name] * reference[0]).sum(-1).min())
+        cos_text = float((text * reference[1]).sum(-1).min())
+        figures[name] = {
+            "img_per_s": round(len(pixels) / statistics.median(times[name]), 3),
+            "min_cosine_image": round(cos_image, 6),
+            "min_cosine_text": round(cos_text, 6),
+            "min_cosine": round(min(cos_image, cos_text), 6),
+        }
+    return figures
 
 
 def _measure_all(model, preprocess, tokenizer, settings, calibration) -> list[dict]:
@@ -116,21 +122,26 @@ def _measure_all(model, preprocess, tokenizer, settings, calibration) -> list[di
     base = replace(settings, backend="torch", precision="fp32", compile=False)
     ref_enc = Encoder(model, preprocess, tokenizer, base)
     reference = (ref_enc.encode_pixels(pixels), ref_enc.encode_tokens(*tokens))
-    rows = []
+    rows, encoders = [], {}
     for name, backend, precision in candidates(cpu_features.cpu_flags()):
         row = {"name": name, "backend": backend, "precision": precision}
+        rows.append(row)
         why = unavailable(backend, precision)
         if why:
-            rows.append({**row, "skipped": why})
+            row["skipped"] = why
             continue
         try:
             s = replace(base, backend=backend, precision=precision, calibration=calibration)
-            row.update(
-                build_and_measure(model, preprocess, tokenizer, s, pixels, tokens, reference)
+            encoders[name] = (
+                ref_enc
+                if name == "torch-fp32"
+                else build_candidate(model, preprocess, tokenizer, s)
             )
         except ConfigError as e:
             row["skipped"] = str(e)
-        rows.append(row)
+    figures = measure_candidates(encoders, pixels, tokens, reference)
+    for row in rows:
+        row.update(figures.get(row["name"], {}))
         log.info("auto: %s", row)
     return rows
 
