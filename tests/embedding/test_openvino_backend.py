@@ -161,8 +161,9 @@ def _fake_measure(monkeypatch, figures):
         out = {}
         for name, enc in encoders.items():
             s = getattr(enc, "settings", enc)  # torch fp32 is the real reference encoder
-            speed, cos = figures[(s.backend, s.precision)]
-            out[name] = {"img_per_s": speed, "min_cosine": cos}
+            speed, cos, text_speed, text_cos = figures[(s.backend, s.precision)]
+            out[name] = {"img_per_s": speed, "min_cosine": min(cos, text_cos)}
+            out[name] |= {"texts_per_s": text_speed, "min_cosine_text": text_cos}
         return out
 
     monkeypatch.setattr(backend_auto, "build_candidate", build)
@@ -170,12 +171,13 @@ def _fake_measure(monkeypatch, figures):
     return calls
 
 
-FIGURES = {  # (img/s, min cosine): the fastest one misses the cosine bar
-    ("openvino", "int8"): (40.0, 0.9985),
-    ("openvino", "bf16"): (28.0, 0.9999),
-    ("torch", "bf16"): (25.0, 0.99997),
-    ("onnx-int8", "fp32"): (17.0, 0.9997),
-    ("torch", "fp32"): (7.0, 1.0),
+FIGURES = {  # (img/s, image min cosine, texts/s, text min cosine): the fastest misses the bar
+    ("openvino", "int8"): (40.0, 0.9985, 500.0, 0.9985),
+    ("openvino", "bf16"): (28.0, 0.9999, 300.0, 0.9999),
+    ("torch", "bf16"): (25.0, 0.99997, 250.0, 0.99997),
+    ("onnx-int8", "fp32"): (17.0, 0.9997, 100.0, 1.0),
+    ("openvino", "fp32"): (8.0, 1.0, 400.0, 1.0),
+    ("torch", "fp32"): (7.0, 1.0, 100.0, 1.0),
 }
 
 
@@ -189,9 +191,10 @@ def test_auto_chooses_the_fastest_within_the_cosine_bar_and_caches_it(
     monkeypatch.setattr(cpu_features, "cpu_flags", lambda: AMX)
     d = backend_auto.choose(model, pre, tok, EncoderSettings(), _cal(cal))
     assert [c["name"] for c in d["candidates"]] == [
-        "openvino-int8", "openvino-bf16", "torch-bf16", "onnx-int8", "torch-fp32"
+        "openvino-int8", "openvino-bf16", "torch-bf16", "onnx-int8", "openvino-fp32", "torch-fp32"
     ]  # fmt: skip
     assert d["choice"] == "openvino-bf16" and d["min_cosine"] == 0.9999 and not d["cached"]
+    assert d["text"]["name"] == "openvino-fp32"  # texts: the fastest within the bar
     assert d["cpu"]["kind"] == "AMX" and d["cpu"]["flags"]["amx_bf16"] is True
     n = len(calls)
     again = backend_auto.choose(model, pre, tok, EncoderSettings(), None)  # no images needed
@@ -199,8 +202,9 @@ def test_auto_chooses_the_fastest_within_the_cosine_bar_and_caches_it(
     # another CPU: no native bf16, so only int8 paths and fp32 are candidates; measured anew
     monkeypatch.setattr(cpu_features, "cpu_flags", lambda: AVX2)
     d = backend_auto.choose(model, pre, tok, EncoderSettings(), _cal(cal))
-    assert [c["name"] for c in d["candidates"]] == ["openvino-int8", "onnx-int8", "torch-fp32"]
-    assert d["choice"] == "onnx-int8" and len(calls) == n + 2  # fp32 is the reference itself
+    names = ["openvino-int8", "onnx-int8", "openvino-fp32", "torch-fp32"]
+    assert [c["name"] for c in d["candidates"]] == names
+    assert d["choice"] == "onnx-int8" and len(calls) == n + 3  # fp32 is the reference itself
     # nothing within the bar: fp32
     assert backend_auto.pick(
         [{"name": "onnx-int8", "img_per_s": 17.0, "min_cosine": 0.99}]
@@ -217,15 +221,13 @@ def test_auto_runs_its_choice_and_the_manifest_records_it(
     tiny, image_dir, tmp_path, monkeypatch, cache
 ):
     model, pre, tok = tiny
-    figures = dict(FIGURES)
-    figures[("torch", "fp32")] = (7.0, 1.0)
-    _fake_measure(monkeypatch, figures)
+    _fake_measure(monkeypatch, FIGURES)
     monkeypatch.setattr(cpu_features, "cpu_flags", lambda: AVX2)
     out = tmp_path / "emb"
     cfg = EmbedConfig(batch_size=2, num_workers=0, progress=False, backend="auto")
     embed_to_dataset(model, pre, tok, sources.image_folder(image_dir), out, cfg, "tiny")
     m = read_manifest(out)
-    assert m["precision"] == "auto:onnx-int8+fp32"
+    assert m["precision"] == "auto:onnx-int8+fp32,text=openvino+fp32"
     b = m["backend"]
     assert b["chosen_by"] == "auto" and b["backend"] == "onnx-int8" and b["min_cosine"] == 0.9997
     assert b["cpu"]["kind"] == "AVX2" and b["cpu"]["flags"]["avx2"] is True

@@ -2,11 +2,13 @@
 
 Candidates, by the CPU's flags (:mod:`.cpu_features`): OpenVINO int8 (its float parts in bf16
 where the CPU has native bf16), OpenVINO bf16 and torch bf16 (native bf16 only), ONNX Runtime
-int8 (image tower; texts fp32) and torch fp32. Each available one is measured once, when the
+int8 (image tower; texts fp32), OpenVINO fp32 and torch fp32. Each available one is measured once, when the
 model is first built on this CPU, on the calibration set (:mod:`.calibration`): image throughput
-on up to :data:`TIME_IMAGES` preprocessed images (median of two passes after a warm-up), and the
-min cosine to torch fp32 over those images and up to :data:`TEXTS` prompts. The fastest whose min
-cosine is >= :data:`MIN_COSINE` wins (torch fp32 always qualifies). The decision, with every
+on up to :data:`TIME_IMAGES` preprocessed images and text throughput on up to :data:`TEXTS`
+prompts (the candidates interleaved, median of three rounds after a warm-up), and the min cosine to
+torch fp32 over those images and prompts. The fastest whose min cosine is >= :data:`MIN_COSINE`
+wins (torch fp32 always qualifies). Where an OpenVINO candidate encodes the texts fastest within
+the bar, texts run there whatever the image choice (``text`` in the decision). The decision, with every
 candidate's figures and the CPU record, is cached in ``$BIOMEDCLIP_CACHE/auto/<weights>-<cpu>.json``
 (keyed by the weights' sha256, the CPU model + flags and the backends' versions), so later starts
 read it and measure nothing. On a GPU, ``auto`` is torch bf16 autocast without measuring.
@@ -35,7 +37,8 @@ def candidates(flags: frozenset[str]) -> list[tuple[str, str, str]]:
     out = [("openvino-int8", "openvino", "int8")]
     if cpu_features.native_bf16(flags):
         out += [("openvino-bf16", "openvino", "bf16"), ("torch-bf16", "torch", "bf16")]
-    return out + [("onnx-int8", "onnx-int8", "fp32"), ("torch-fp32", "torch", "fp32")]
+    out += [("onnx-int8", "onnx-int8", "fp32"), ("openvino-fp32", "openvino", "fp32")]
+    return out + [("torch-fp32", "torch", "fp32")]
 
 
 def _version(module: str) -> str | None:
@@ -90,21 +93,26 @@ def measure_candidates(encoders: dict, pixels, tokens, reference, rounds: int = 
     import statistics
 
     times: dict[str, list[float]] = {n: [] for n in encoders}
-    outs = {}
+    text_times: dict[str, list[float]] = {n: [] for n in encoders}
+    outs, texts = {}, {}
     for enc in encoders.values():
         enc.encode_pixels(pixels[:2])  # warm-up
+        enc.encode_tokens(*tokens)
     for _ in range(rounds):
         for name, enc in encoders.items():
             start = time.perf_counter()
             outs[name] = enc.encode_pixels(pixels)
             times[name].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            texts[name] = enc.encode_tokens(*tokens)
+            text_times[name].append(time.perf_counter() - start)
     figures = {}
-    for name, enc in encoders.items():
-        text = enc.encode_tokens(*tokens)
+    for name in encoders:
         cos_image = float((outs[name] * reference[0]).sum(-1).min())
-        cos_text = float((text * reference[1]).sum(-1).min())
+        cos_text = float((texts[name] * reference[1]).sum(-1).min())
         figures[name] = {
             "img_per_s": round(len(pixels) / statistics.median(times[name]), 3),
+            "texts_per_s": round(len(tokens[0]) / statistics.median(text_times[name]), 3),
             "min_cosine_image": round(cos_image, 6),
             "min_cosine_text": round(cos_text, 6),
             "min_cosine": round(min(cos_image, cos_text), 6),
@@ -154,6 +162,23 @@ def pick(rows: list[dict]) -> dict:
     return max(ok, key=lambda r: r["img_per_s"])
 
 
+def pick_text(rows: list[dict]) -> dict | None:
+    """The text tower's own path: the fastest row at ``min_cosine_text >= MIN_COSINE`` when it is
+    an OpenVINO one (texts then run there whatever the image choice); None: texts follow it."""
+    ok = [
+        r
+        for r in rows
+        if "skipped" not in r and r.get("min_cosine_text", 0) >= MIN_COSINE and "texts_per_s" in r
+    ]
+    if not ok:
+        return None
+    best = max(ok, key=lambda r: r["texts_per_s"])
+    if best["backend"] != "openvino":
+        return None
+    keys = ("name", "backend", "precision", "texts_per_s", "min_cosine_text")
+    return {k: best[k] for k in keys}
+
+
 def choose(model, preprocess, tokenizer, settings, calibration) -> dict:
     """The decision for ``model`` on this CPU: read from the cache, else measured and cached."""
     from biomedclip.embedding.openvino_backend import weights_sha256
@@ -188,6 +213,7 @@ def choose(model, preprocess, tokenizer, settings, calibration) -> dict:
         "backend": best["backend"],
         "precision": best["precision"],
         "min_cosine": best.get("min_cosine"),
+        "text": pick_text(rows),
         "threshold": MIN_COSINE,
         "cpu": cpu_features.cpu_record(),
         "versions": versions(),

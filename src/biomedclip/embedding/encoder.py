@@ -178,6 +178,7 @@ class Encoder:
         p = self.settings.precision
         if self.settings.backend == "openvino":
             self._setup_openvino()
+            self._auto_text()
             return
         if p == "fp16" and self.device.type != "cuda":
             raise ConfigError("fp16 is for CUDA devices; on CPU use bf16")
@@ -200,6 +201,22 @@ class Encoder:
 
             self._image_fn = image_encoder_for(model)
             self._image_autocast = False
+        self._auto_text()
+
+    def _auto_text(self) -> None:
+        """Under ``auto``: texts through OpenVINO where it measured fastest for them."""
+        text = (self.auto or {}).get("text")
+        s = self.settings
+        if not text or (text["backend"], text["precision"]) == (s.backend, s.precision):
+            return
+        from biomedclip.embedding.openvino_backend import openvino_towers_for
+
+        cal = self._calibration() if text["precision"] == "int8" else None
+        ov = openvino_towers_for(
+            self.model, self.preprocess, self.tokenizer, text["precision"], cal
+        )
+        self._text_fn, self._text_autocast = ov.text, False
+        self._text_label = f"openvino+{text['precision']}"
 
     def _calibration(self):
         from biomedclip.embedding.calibration import resolve_calibration
@@ -232,6 +249,8 @@ class Encoder:
     def label(self) -> str:
         """The precision label a manifest records (``auto:`` + the choice under ``auto``)."""
         label = self.settings.label
+        if getattr(self, "_text_label", None):
+            label += f",text={self._text_label}"
         return f"auto:{label}" if getattr(self, "auto", None) is not None else label
 
     def provenance(self) -> dict:
