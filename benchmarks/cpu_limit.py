@@ -26,9 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _cpu_paths  # noqa: E402
 from _bench import interleaved, summarise, write_result  # noqa: E402
 from _images import real_jpegs  # noqa: E402
+from _reference import SHARED  # noqa: E402
 from biomedclip.config import ModelConfig  # noqa: E402
 from biomedclip.embedding import cpu_features  # noqa: E402
 from biomedclip.model import BiomedCLIP  # noqa: E402
+from biomedclip.tokenizer import Tokenizer  # noqa: E402
 from biomedclip.transforms import eval_transform  # noqa: E402
 
 
@@ -75,6 +77,7 @@ def main() -> None:
     repeats = 3 if args.quick else 5
     torch.manual_seed(0)
     model = BiomedCLIP(ModelConfig.biomedclip()).eval()
+    model.tokenizer = Tokenizer.from_pretrained(SHARED / "biomedclip_hub")  # int8 text calibration
     pre = eval_transform(model.config.preprocess)
     pixels = torch.stack([pre(Image.open(p)) for p in real_jpegs(bs)])
     from torch.utils.flop_counter import FlopCounterMode

@@ -289,6 +289,9 @@ def openvino_towers_for(model, preprocess, tokenizer, precision: str, calibratio
         if tower == "image":
             pixels = calibration_pixels(calibration, preprocess) if pixels is None else pixels
             return [pixels[i : i + 1].numpy() for i in range(len(pixels))]
+        if tokenizer is None:
+            raise ConfigError("OpenVINO int8 calibrates the text tower with the tokenizer: pass "
+                              "tokenizer= or load the model with biomedclip.load")  # fmt: skip
         return [(i.numpy(), m.numpy()) for i, m in calibration_tokens(calibration, tokenizer)]
 
     image_xml, image_s = _tower_ir(model, "image", precision, folder, calibrate)
