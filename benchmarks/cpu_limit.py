@@ -6,7 +6,8 @@ weights; about 35 GFLOP). The nominal peak is cores x max clock x operations per
 for the widest unit the flags offer (fp32: 2 FMA ports x 8 lanes x 2 on AVX2, x 16 lanes on
 AVX-512; int8: AVX2 vpmaddubsw 64, AVX-VNNI 128, AVX512-VNNI 256, AMX-INT8 2048 ops; bf16:
 AVX512-BF16 128, AMX-BF16 1024 ops; without native bf16 the fp32 peak): a rough upper bound, not
-a promise. Paths as in benchmarks/_cpu_paths.py, timed interleaved (median) on real images.
+a promise. The clock is lscpu's "CPU max MHz"; a VM without it reports the current (base) clock,
+so a boosting CPU can exceed "100 %". Paths as in benchmarks/_cpu_paths.py, timed interleaved (median) on real images.
 
     python benchmarks/cpu_limit.py [--quick] [--batch-size 16]
 """
@@ -63,8 +64,10 @@ def ops_per_cycle(flags: frozenset[str]) -> dict[str, int]:
     return {"fp32": fp32, "int8": int8, "bf16": bf16}
 
 
-def arithmetic(name: str) -> str:
-    return "int8" if "int8" in name else "bf16" if "bf16" in name else "fp32"
+def arithmetic(encoder) -> str:
+    """The arithmetic of an encoder's image tower (auto: of its choice)."""
+    label = encoder.label
+    return "int8" if "int8" in label else "bf16" if "bf16" in label else "fp32"
 
 
 def main() -> None:
@@ -102,7 +105,7 @@ def main() -> None:
     result["paths"] = {}
     for name, r in rows.items():
         achieved = r["items_per_s"] * gflop
-        kind = arithmetic(name) if not name.startswith("ours_auto") else "fp32"
+        kind = arithmetic(encoders[name])
         share = achieved / peaks[kind] if peaks else None
         result["paths"][name] = {**r, "gflops": round(achieved, 1), "arithmetic": kind,
                                  "share_of_peak": None if share is None else round(share, 3)}  # fmt: skip
