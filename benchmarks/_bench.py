@@ -35,6 +35,8 @@ PACKAGES = (
     "numpy",
     "pyarrow",
     "onnxruntime",
+    "openvino",
+    "nncf",
     "faiss-cpu",
 )
 
@@ -129,6 +131,9 @@ def machine_info() -> dict:
         flags = cpuinfo.split("flags", 1)[1].split("\n", 1)[0].split()
         info["cpu_bf16"] = cpu_has_native_bf16()
         info["cpu_amx"] = "amx_tile" in flags
+        from biomedclip.embedding.cpu_features import cpu_record
+
+        info["cpu"] = cpu_record()  # kind (AMX / AVX-512 / AVX2) and the key flags, present or not
     except (OSError, IndexError):
         pass
     return info

@@ -64,6 +64,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=None, help="images per run (default 32)")
     ap.add_argument("--texts", type=int, default=None, help="prompts per run (default 128)")
     ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--no-openvino", action="store_true", help="leave out `export openvino`")
     args = ap.parse_args()
     n_img = args.images or (8 if args.quick else 32)
     n_txt = args.texts or (64 if args.quick else 128)
@@ -88,14 +89,25 @@ def main() -> None:
         export("onnx", model, Path(tmp) / "onnx", onnx_variants=("fp32", "int8"))
         export_s = time.perf_counter() - t
         runners = {v: OnnxBiomedCLIP(Path(tmp) / "onnx", v, threads=threads) for v in VARIANTS}
+        if not args.no_openvino:  # `export openvino`, int8 calibrated on other real images
+            t = time.perf_counter()
+            cal = [str(p) for p in real_jpegs(n_img + 32)[n_img:]]
+            export("openvino", model, Path(tmp) / "ov", probe_images=cal,
+                   openvino_variants=("fp32", "int8"))  # fmt: skip
+            print(
+                f"export openvino (fp32 + int8, with parity check): {time.perf_counter() - t:.1f} s"
+            )
+            for v in ("openvino-fp32", "openvino-int8"):
+                runners[v] = OnnxBiomedCLIP(Path(tmp) / "ov", v, threads=threads)
 
         enc = Encoder(model, settings=EncoderSettings(num_workers=0))
 
         image_variants = {"torch_fp32": lambda: enc.encode_images(images).per_input()[0]}
         text_variants = {"torch_fp32": lambda: enc.encode_texts(texts).per_input()[0]}
         for v, r in runners.items():
-            image_variants[f"onnx_{v}"] = lambda r=r: r.encode_images(images).embeddings
-            text_variants[f"onnx_{v}"] = lambda r=r: r.encode_texts(texts).embeddings
+            key = v.replace("-", "_") if v.startswith("openvino") else f"onnx_{v}"
+            image_variants[key] = lambda r=r: r.encode_images(images).embeddings
+            text_variants[key] = lambda r=r: r.encode_texts(texts).embeddings
         print(f"export (fp32 + int8, both towers, with parity check): {export_s:.1f} s")
         rows = {
             "image": _report("image", n_img, image_variants, repeats),

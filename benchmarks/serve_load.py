@@ -50,6 +50,11 @@ VARIANTS = {
     "dynamic": ["--max-batch-size", "32", "--max-wait-ms", "5"],
     "batch1": ["--max-batch-size", "1", "--max-wait-ms", "0"],
 }
+# --openvino: the dynamic batcher on OpenVINO fp32 and int8 too (int8 calibrated on real images)
+OPENVINO_VARIANTS = {
+    "dynamic_openvino_fp32": [*VARIANTS["dynamic"], "--backend", "openvino"],
+    "dynamic_openvino_int8": [*VARIANTS["dynamic"], "--backend", "openvino", "--precision", "int8"],
+}
 
 
 def free_port() -> int:
@@ -140,6 +145,9 @@ def main() -> None:
         help="issue 24's cases sent with --attack: 'all' or a comma list (see above)",
     )
     ap.add_argument("--name", default=None, help="result name (serve_load / serve_load_attack)")
+    ap.add_argument(
+        "--openvino", action="store_true", help="add OpenVINO fp32/int8 servers (cpu-fast extra)"
+    )
     args = ap.parse_args()
     if args.attack:
         from _serve_attack import run_attack
@@ -159,9 +167,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp) / "model"
         BiomedCLIP(ModelConfig.biomedclip()).save_pretrained(model_dir, tokenizer=tokenizer)
-        servers = {name: start(model_dir, flags) for name, flags in VARIANTS.items()}
+        variants = dict(VARIANTS)
+        if args.openvino:
+            cal = Path(tmp) / "calibration"
+            cal.mkdir()
+            for i, src in enumerate(sorted((SHARED / "lc25000_lung").glob("*/*.jpeg"))[::20][:16]):
+                (cal / f"{i:02d}{src.suffix}").symlink_to(src)
+            os.environ["BIOMEDCLIP_CACHE"] = str(Path(tmp) / "cache")  # inherited by the servers
+            for name, flags in OPENVINO_VARIANTS.items():
+                variants[name] = [*flags, "--calibration", str(cal)]
+        servers = {name: start(model_dir, flags) for name, flags in variants.items()}
         try:
-            names = list(VARIANTS)
+            names = list(variants)
             for name in names:  # warm-up round, not timed
                 asyncio.run(load(servers[name][1], texts[:32], args.concurrency))
             rss = {n: [rss_mib(servers[n][0].pid)] for n in names}

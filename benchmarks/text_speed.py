@@ -8,7 +8,11 @@ the attention mask). Timings include tokenisation. Both sides are warmed up, the
 interleaved (benchmarks/_bench.py); the medians, the speed-up and the max |difference| of the
 L2-normalised embeddings are reported.
 
-    python benchmarks/text_speed.py [--quick]
+The CPU paths time the same texts too: torch bf16 autocast, OpenVINO fp32 and int8 (NNCF,
+calibrated on real images and the bundled prompts; dynamic text length) and, where native, OpenVINO
+bf16; each one's min cosine to our fp32 is reported (``--no-cpu-paths`` leaves them out).
+
+    python benchmarks/text_speed.py [--quick] [--no-cpu-paths]
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench import interleaved, summarise, write_result  # noqa: E402
+from _images import real_jpegs  # noqa: E402
 from _reference import build_reference, ours_from_reference  # noqa: E402
 from _texts import caption_texts, short_prompts  # noqa: E402
 from biomedclip.embedding import Encoder, EncoderSettings  # noqa: E402
@@ -41,17 +46,25 @@ def ours_encode(enc: Encoder, texts: list[str]) -> np.ndarray:
     return out
 
 
-def bench(name, texts, oc, oc_tok, enc, tok, repeats: int) -> dict:
+def bench(name, texts, oc, oc_tok, enc, tok, repeats: int, others=None) -> dict:
     n_tok = tok.count_tokens(texts)
-    t = interleaved(
-        {
-            "reference": lambda: reference_encode(oc, oc_tok, texts),
-            "ours": lambda: ours_encode(enc, texts),
-        },
-        repeats,
-    )
+    variants = {
+        "reference": lambda: reference_encode(oc, oc_tok, texts),
+        "ours": lambda: ours_encode(enc, texts),
+    }
+    for key, other in (others or {}).items():
+        variants[key] = lambda e=other: ours_encode(e, texts)
+    t = interleaved(variants, repeats)
     d = float(np.abs(t.outputs["reference"] - t.outputs["ours"]).max())
     rows = summarise(t, "reference", items=len(texts))
+    for key in others or {}:
+        cos = (t.outputs[key] * t.outputs["ours"]).sum(1).min()
+        rows[key]["min_cosine_vs_fp32"] = float(cos)
+        print(
+            f"{name:>9}: {key:>20} {rows[key]['median_s'] * 1000:8.1f} ms | speed-up "
+            f"{rows[key]['speedup_vs_reference']:6.2f}x | min cosine vs fp32 {cos:.6f}",
+            flush=True,
+        )
     speedup = rows["ours"]["speedup_vs_reference"]
     print(
         f"{name:>9}: {len(texts)} texts, {min(n_tok)}-{max(n_tok)} tokens | reference "
@@ -70,6 +83,29 @@ def bench(name, texts, oc, oc_tok, enc, tok, repeats: int) -> dict:
     }
 
 
+def cpu_text_paths(model, tok) -> dict:
+    """The engine's other text paths (torch bf16, OpenVINO fp32 / int8 / bf16 where native)."""
+    import os
+
+    from biomedclip.embedding import cpu_features
+    from biomedclip.errors import ConfigError
+
+    os.environ["BIOMEDCLIP_CACHE"] = tempfile.mkdtemp(prefix="bench_cache_")
+    cal = [str(p) for p in real_jpegs(32)]
+    todo = {"ours_bf16": {"precision": "bf16"}, "ours_openvino_fp32": {"backend": "openvino"}}
+    todo["ours_openvino_int8"] = {"backend": "openvino", "precision": "int8", "calibration": cal}
+    if cpu_features.native_bf16():
+        todo["ours_openvino_bf16"] = {"backend": "openvino", "precision": "bf16"}
+    out = {}
+    for key, kw in todo.items():
+        try:
+            s = EncoderSettings(text_batch_size=128, num_workers=0, **kw)
+            out[key] = Encoder(model, tokenizer=tok, settings=s)
+        except ConfigError as e:
+            print(f"skipping {key}: {e}")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
@@ -77,6 +113,7 @@ def main() -> None:
     )
     ap.add_argument("--texts", type=int, default=None, help="texts per workload (at most 128)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    ap.add_argument("--no-cpu-paths", action="store_true", help="only ours fp32 vs the reference")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -84,13 +121,14 @@ def main() -> None:
         oc, _, oc_tok = build_reference(tmp)
         ours, _, tok = ours_from_reference(oc, tmp)
     enc = Encoder(ours, tokenizer=tok, settings=EncoderSettings("fp32", text_batch_size=128))
+    others = {} if args.no_cpu_paths else cpu_text_paths(ours, tok)
     repeats = 3 if args.quick else 7
     n = args.texts or (32 if args.quick else 128)
     prompts, captions = short_prompts(tok)[:n], caption_texts(tok)[:n]
     results = {
         "repeats": repeats,
-        "short_prompts": bench("prompts", prompts, oc, oc_tok, enc, tok, repeats),
-        "captions": bench("captions", captions, oc, oc_tok, enc, tok, repeats),
+        "short_prompts": bench("prompts", prompts, oc, oc_tok, enc, tok, repeats, others),
+        "captions": bench("captions", captions, oc, oc_tok, enc, tok, repeats, others),
         "targets": {"short_prompts_speedup": 20.0, "captions_speedup": 2.0, "max_abs_diff": 1e-5},
     }
     out = write_result("text_speed" + ("_quick" if args.quick else ""), results)

@@ -29,6 +29,7 @@ MODULE_EXTRAS: dict[str, tuple[str, ...]] = {
     "biomedclip.train": ("train",),
     "biomedclip.embedding.ray_engine": ("ray",),
     "biomedclip.embedding.onnx_backend": ("onnx",),
+    "biomedclip.embedding.openvino_backend": ("cpu-fast",),
     "biomedclip.eval": ("eval",),
     "biomedclip.eval.pairs": (),  # core: read by the PMC pipeline and retrieval evaluation
     "biomedclip.eval.retrieval": (),

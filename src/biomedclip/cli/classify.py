@@ -83,11 +83,11 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k < 1 or args.top_tiles < 0:
         report_error("--top-k must be >= 1 and --top-tiles >= 0")
         return 2
-    from biomedclip.cli.common import encoder_from_args, load_from_args
+    from biomedclip.cli.common import backend_provenance, encoder_from_args, load_from_args
     from biomedclip.zeroshot import classify_encoded
 
     model, preprocess, tokenizer = load_from_args(args)
-    encoder = encoder_from_args(args, model, preprocess, tokenizer)
+    encoder = encoder_from_args(args, model, preprocess, tokenizer, job_images=args.images)
     encoder.progress = not args.json and len(args.images) > 1
     classifier = encoder.classifier(labels, args.template or args.templates)
     encoded = encoder.encode_images(args.images)
@@ -97,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     for f in result.failures:
         report_error(f.error)
     if args.json:
-        print_json({"labels": labels, "results": results, "errors": failures})
+        print_json({"labels": labels, "results": results, "errors": failures,
+                    "backend": backend_provenance(encoder)})  # fmt: skip
     else:
         _print_table(results)
         _print_tiles(results)

@@ -9,8 +9,8 @@ from typing import Any
 
 from biomedclip.config import DEFAULT_MODEL
 
-PRECISIONS = ("fp32", "bf16", "fp16")  # as biomedclip.embedding.encoder (kept import-light)
-BACKENDS = ("torch", "onnx-int8")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")  # as biomedclip.embedding.encoder (import-light)
+BACKENDS = ("torch", "onnx-int8", "openvino", "auto")
 
 #: The encoding engine's options, by name; a command declares the ones it honours.
 SPEED_OPTIONS = (
@@ -110,7 +110,8 @@ def add_model_args(
             default="fp32",
             choices=list(PRECISIONS),
             help="fp32 (default, exact), or bf16 / fp16 under autocast with fp32 weights: bf16 on "
-            "CPUs with AVX512-BF16/AMX and on GPUs, fp16 on CUDA (cosine >= 0.999 to fp32). "
+            "CPUs with AVX512-BF16/AMX and on GPUs, fp16 on CUDA (cosine >= 0.999 to fp32); "
+            "with --backend openvino: fp32, bf16 (native-bf16 CPUs only) or int8 (NNCF). "
             "--dtype is the same option",
         )
     if "backend" in speed:
@@ -119,8 +120,20 @@ def add_model_args(
             "--backend",
             choices=list(BACKENDS),
             default="torch",
-            help="torch (default) or onnx-int8: the image tower through ONNX Runtime with int8 "
-            "weights, the fastest CPU path (exported once per model and cached)",
+            help="torch (default); onnx-int8: the image tower through ONNX Runtime with int8 "
+            "weights; openvino: both towers through OpenVINO at --precision fp32|bf16|int8 "
+            "(needs biomedclip[cpu-fast]); auto: the fastest of these for this CPU within cosine "
+            "0.999 of fp32, measured once per model and CPU (docs/cpu.md). Converted models "
+            "are cached ($BIOMEDCLIP_CACHE)",
+        )
+        _add_once(
+            s,
+            "--calibration",
+            default=None,
+            metavar="DIR",
+            help="real images (and *.txt captions) that OpenVINO int8 and --backend auto "
+            "calibrate and measure on the first time (default: $BIOMEDCLIP_CALIBRATION, else the "
+            "job's first images where it reads image files)",
         )
     if "batch-size" in speed:
         _add_once(
@@ -180,14 +193,35 @@ def settings_from_args(args: argparse.Namespace, max_tiles: int | None = None):
         num_workers=getattr(args, "workers", None),
         read=read_options_from_args(args, max_tiles=max_tiles),
         fast_decode=getattr(args, "fast_decode", False),
+        calibration=getattr(args, "calibration", None),
     )
 
 
-def encoder_from_args(args: argparse.Namespace, model, preprocess=None, tokenizer=None):
-    """The :class:`~biomedclip.embedding.Encoder` that a command's options describe."""
+def encoder_from_args(
+    args: argparse.Namespace, model, preprocess=None, tokenizer=None, job_images=()
+):
+    """The :class:`~biomedclip.embedding.Encoder` that a command's options describe
+    (``job_images``: the command's image files, a calibration set of last resort)."""
     from biomedclip.embedding.encoder import Encoder
 
-    return Encoder(model, preprocess, tokenizer, settings_from_args(args))
+    settings = settings_from_args(args)
+    if settings.needs_calibration and settings.calibration is None and job_images:
+        import dataclasses
+        import os
+
+        from biomedclip.embedding.calibration import ENV, resolve_calibration
+
+        files = [str(p) for p in job_images if os.path.isfile(str(p))]
+        if files and not os.environ.get(ENV):
+            cal = resolve_calibration(None, job_images=files)
+            settings = dataclasses.replace(settings, calibration=cal)
+    return Encoder(model, preprocess, tokenizer, settings)
+
+
+def backend_provenance(encoder) -> dict | None:
+    """What ran (``Encoder.provenance``), for a command's JSON output; None for other encoders."""
+    fn = getattr(encoder, "provenance", None)
+    return fn() if callable(fn) else None
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:

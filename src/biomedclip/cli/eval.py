@@ -163,7 +163,12 @@ def context(args: argparse.Namespace, bar=None, model_spec: str | None = None):
     ``model_spec``, default ``--model``; ``open_clip:...`` / ``hf:...`` are baselines)."""
     from pathlib import Path
 
-    from biomedclip.cli.common import encoder_from_args, load_from_args, settings_from_args
+    from biomedclip.cli.common import (
+        backend_provenance,
+        encoder_from_args,
+        load_from_args,
+        settings_from_args,
+    )
     from biomedclip.eval.baselines import is_baseline, load_baseline
     from biomedclip.eval.runner import EvalContext, default_cache_dir
 
@@ -178,6 +183,7 @@ def context(args: argparse.Namespace, bar=None, model_spec: str | None = None):
             args.model = model_spec
         model, preprocess, tokenizer = load_from_args(args)
         encoder = encoder_from_args(args, model, preprocess, tokenizer)
+    _PROVENANCE[spec] = backend_provenance(encoder)
     cache = (
         None
         if args.no_cache
@@ -211,12 +217,22 @@ def progress_bar():
                     TimeRemainingColumn(), console=err_console(), transient=True)  # fmt: skip
 
 
+#: model spec -> what ran (backend, precision, auto's choice, CPU): each result's settings.backend
+_PROVENANCE: dict[str, dict | None] = {}
+
+
 def finish(args: argparse.Namespace, results, skipped=None, paths=None) -> int:
     """Write the report (``--out``), print JSON or a table; exit 1 when images were left out."""
     from biomedclip.eval.report import write_report
+    from biomedclip.io_utils import atomic_write_json
 
+    for r in results:
+        if _PROVENANCE.get(r.model):
+            r.settings = {**r.settings, "backend": _PROVENANCE[r.model]}
     if paths is None:
         paths = write_report(results, args.out, skipped) if args.out else {}
+    elif paths.get("json"):  # written by reproduce before the provenance was added
+        atomic_write_json(paths["json"], [r.to_record() for r in results])
     if args.json:
         print_json({"results": [r.to_record() for r in results], "skipped": skipped or {},
                     "report": {k: str(v) for k, v in paths.items()}})  # fmt: skip

@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from biomedclip.cli.common import encoder_from_args, load_from_args
+    from biomedclip.cli.common import backend_provenance, encoder_from_args, load_from_args
     from biomedclip.errors import InputError
     from biomedclip.eval.pairs import read_pairs
     from biomedclip.eval.report import write_report
@@ -68,11 +68,13 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate_retrieval(encoder, pairs)
     if args.ranks_out:
         atomic_write_json(args.ranks_out, report.to_dict(with_ranks=True))
+    provenance = backend_provenance(encoder)
     if args.out:
-        write_report(
-            [report.to_result(Path(args.pairs).stem, str(args.model))], args.out, plots=False
-        )
+        res = report.to_result(Path(args.pairs).stem, str(args.model))
+        res.settings = {**res.settings, "backend": provenance}
+        write_report([res], args.out, plots=False)
     result = {"pairs_file": str(args.pairs), "model": args.model, **report.to_dict()}
+    result["backend"] = provenance
     if args.json:
         print_json(result)
     else:

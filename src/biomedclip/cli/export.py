@@ -6,7 +6,7 @@ import argparse
 
 from biomedclip.cli.common import add_json_flag, console, print_json
 
-HELP = "export a model for transformers (hf), open_clip or ONNX, verified equal"
+HELP = "export a model for transformers (hf), open_clip, ONNX or OpenVINO, verified equal"
 DESCRIPTION = """\
 Write SOURCE (hub id, model directory or weights file) to OUT in another library's format, load it
 back with that library, compare its embeddings with this package's on probe inputs, and only then
@@ -21,11 +21,15 @@ formats:
              for open_clip < 2.23 (which fails on 'hf_proj_type'), new (default) for >= 2.23
   onnx       image.onnx / text.onnx (fp32, dynamic batch and text length) and *.int8.onnx, run
              without torch by biomedclip.onnx.OnnxBiomedCLIP
+  openvino   image.xml / text.xml (OpenVINO IR, fp32) and *.int8.xml (NNCF int8, calibrated on
+             --calibration DIR or --probe-images); bf16 is a run-time hint on the fp32 IR; run
+             without torch by OnnxBiomedCLIP(OUT, "openvino-int8") (needs biomedclip[cpu-fast])
 
 examples:
   biomedclip export hf hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224 ./bmc-hf
   biomedclip export open_clip ./my-finetuned ./bmc-openclip --open-clip-spelling old
   biomedclip export onnx ./my-finetuned ./bmc-onnx --variants int8 --probe-images scans/*.png
+  biomedclip export openvino ./my-finetuned ./bmc-ov --calibration scans/
 """
 
 
@@ -36,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("format", choices=["hf", "open_clip", "onnx"], help="output format")
+    p.add_argument("format", choices=["hf", "open_clip", "onnx", "openvino"], help="output format")
     p.add_argument("source", help="hf-hub: id, model directory or weights file")
     p.add_argument("out", help="output directory (must be empty or absent, see --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
@@ -48,8 +52,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--variants",
-        default="fp32,int8",
-        help="onnx: comma-separated variants, fp32 and/or int8 (default: fp32,int8)",
+        default=None,
+        help="onnx: fp32 and/or int8 (default: fp32,int8); openvino: fp32, int8 and/or bf16 "
+        "(default: fp32,int8,bf16); comma-separated",
+    )
+    p.add_argument(
+        "--calibration",
+        default=None,
+        metavar="DIR",
+        help="openvino: real images (and *.txt captions) that int8 is calibrated on (default: "
+        "$BIOMEDCLIP_CALIBRATION, else --probe-images)",
     )
     p.add_argument(
         "--probe-images",
@@ -105,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
     from biomedclip.export import export
 
     texts = _read_lines(args.probe_texts) if args.probe_texts else None
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    default = "fp32,int8,bf16" if args.format == "openvino" else "fp32,int8"
+    variants = [v.strip() for v in (args.variants or default).split(",") if v.strip()]
     with console().status(f"exporting to {args.format} and checking parity..."):
         result = export(
             args.format,
@@ -115,7 +128,9 @@ def run(args: argparse.Namespace) -> int:
             probe_images=args.probe_images,
             probe_texts=texts,
             open_clip_spelling=args.open_clip_spelling,
-            onnx_variants=variants,
+            onnx_variants=variants if args.format != "openvino" else ("fp32", "int8"),
+            openvino_variants=variants if args.format == "openvino" else ("fp32", "int8", "bf16"),
+            calibration=args.calibration,
             cache_dir=args.cache_dir,
         )
     if args.json:

@@ -158,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         precision=getattr(args, "precision", None) or getattr(args, "dtype", "fp32"),
         backend=getattr(args, "backend", "torch"),
+        calibration=getattr(args, "calibration", None),
         cache_dir=args.cache_dir,
         index=args.index,
         slides=args.slides,

@@ -5,8 +5,12 @@ Precision means the same everywhere: ``fp32`` is bit-for-bit the model's own for
 ``bf16`` / ``fp16`` run under autocast (weights stay fp32; matmuls and attention in half precision,
 norms and softmax in fp32) — bf16 on CPUs with native bf16 and on GPUs, fp16 on CUDA.
 ``backend="onnx-int8"`` runs the image tower through ONNX Runtime with int8 dynamic-quantised
-weights (CPU; see :mod:`.onnx_backend`); texts then still use ``precision``. Embeddings always come
-back L2-normalised in float32.
+weights (CPU; see :mod:`.onnx_backend`); texts then still use ``precision``. ``backend="openvino"``
+runs both towers through OpenVINO at ``precision`` ``fp32``, ``bf16`` (native-bf16 CPUs) or
+``int8`` (NNCF, calibrated on ``calibration``; see :mod:`.openvino_backend`). ``backend="auto"``
+measures the candidates once per model and CPU and runs the fastest within cosine 0.999 of fp32
+(:mod:`.backend_auto`); :meth:`Encoder.provenance` says what ran. Embeddings always come back
+L2-normalised in float32.
 
 Low level: :meth:`Encoder.encode_pixels` / :meth:`Encoder.encode_tokens` (tensors in, tensors out).
 High level: :meth:`Encoder.encode_images` / :meth:`Encoder.encode_texts` (paths, PIL images, bytes
@@ -37,8 +41,8 @@ if TYPE_CHECKING:
     from biomedclip.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
-PRECISIONS = ("fp32", "bf16", "fp16")
-BACKENDS = ("torch", "onnx-int8")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")  # int8: --backend openvino only
+BACKENDS = ("torch", "onnx-int8", "openvino", "auto")
 DEFAULT_MAX_TILES = 256  # whole slides: tissue tiles sampled per slide
 # fast_decode keeps both sides of a drafted JPEG at least this many times the model's input size,
 # so the exact resize still antialiases: on 500 real scans the worst cosine to the exact path was
@@ -48,15 +52,15 @@ FAST_DECODE_FACTOR = 2
 
 def cpu_has_native_bf16() -> bool:
     """True when the CPU has AVX512-BF16 or AMX (where bf16 autocast is faster than fp32)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = line.split()
-                    return "avx512_bf16" in flags or "amx_bf16" in flags
-    except OSError:
-        pass
-    return False
+    from biomedclip.embedding import cpu_features
+
+    return cpu_features.native_bf16()
+
+
+def _env_calibration() -> bool:
+    from biomedclip.embedding.calibration import ENV
+
+    return bool(os.environ.get(ENV))
 
 
 def default_read_options() -> ReadOptions:
@@ -75,6 +79,8 @@ class EncoderSettings:
     text batch. ``fast_decode``: JPEGs are decoded at a reduced DCT scale that keeps both sides at
     least twice the model's input size, then resized exactly (see ``ReadOptions.draft``): faster
     for large JPEGs, embeddings close to (cosine >= 0.999) but not equal to the exact path.
+    ``calibration``: real images (a folder, or a list of paths) that OpenVINO int8 and
+    ``backend="auto"`` calibrate and measure on the first time (see :mod:`.calibration`).
     """
 
     precision: str = "fp32"
@@ -86,19 +92,32 @@ class EncoderSettings:
     num_workers: int | None = None
     read: ReadOptions = field(default_factory=default_read_options)
     fast_decode: bool = False
+    calibration: Any = None
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend {self.backend!r}: use one of {', '.join(BACKENDS)}")
+        if self.precision == "int8" and self.backend != "openvino":
+            raise ConfigError("precision int8 is for --backend openvino (or use onnx-int8 / auto)")
         if self.batch_size < 1 or self.text_batch_size < 1:
             raise ConfigError("batch sizes must be >= 1")
 
     @property
+    def needs_calibration(self) -> bool:
+        """Whether a first build may need real calibration images (OpenVINO int8, auto)."""
+        return self.backend == "auto" or (self.backend == "openvino" and self.precision == "int8")
+
+    @property
     def label(self) -> str:
         """What a manifest records: runs with different labels must not share a dataset."""
-        label = self.precision if self.backend == "torch" else f"{self.backend}+{self.precision}"
+        if self.backend == "auto":
+            label = "auto"
+        elif self.backend == "torch":
+            label = self.precision
+        else:
+            label = f"{self.backend}+{self.precision}"
         return label + "+fast-decode" if self.fast_decode else label
 
     @property
@@ -152,7 +171,15 @@ class Encoder:
             size = int(model.config.preprocess.image_size)
             self.read = replace(self.read, draft=FAST_DECODE_FACTOR * size)
         self.device = next(model.parameters()).device
+        self.auto: dict | None = None
+        self._ov = None
+        if self.settings.backend == "auto":
+            self._resolve_auto()
         p = self.settings.precision
+        if self.settings.backend == "openvino":
+            self._setup_openvino()
+            self._auto_text()
+            return
         if p == "fp16" and self.device.type != "cuda":
             raise ConfigError("fp16 is for CUDA devices; on CPU use bf16")
         if p == "bf16" and self.device.type == "cpu" and not cpu_has_native_bf16():
@@ -166,7 +193,7 @@ class Encoder:
         if self.settings.compile:
             self._image_fn = torch.compile(model.encode_image, dynamic=False)
             self._text_fn = torch.compile(model.encode_text, dynamic=True)
-        self._image_autocast = True
+        self._image_autocast = self._text_autocast = True
         if self.settings.backend == "onnx-int8":
             if self.device.type != "cpu":
                 raise ConfigError("the onnx-int8 backend runs on CPU; on GPUs use bf16/fp16")
@@ -174,6 +201,78 @@ class Encoder:
 
             self._image_fn = image_encoder_for(model)
             self._image_autocast = False
+        self._auto_text()
+
+    def _auto_text(self) -> None:
+        """Under ``auto``: texts through OpenVINO where it measured fastest for them."""
+        text = (self.auto or {}).get("text")
+        s = self.settings
+        if not text or (text["backend"], text["precision"]) == (s.backend, s.precision):
+            return
+        from biomedclip.embedding.openvino_backend import openvino_towers_for
+
+        cal = self._calibration() if text["precision"] == "int8" else None
+        ov = openvino_towers_for(
+            self.model, self.preprocess, self.tokenizer, text["precision"], cal
+        )
+        self._text_fn, self._text_autocast = ov.text, False
+        self._text_label = f"openvino+{text['precision']}"
+
+    def _calibration(self):
+        from biomedclip.embedding.calibration import resolve_calibration
+
+        return resolve_calibration(self.settings.calibration)
+
+    def _resolve_auto(self) -> None:
+        """Replace ``backend="auto"`` by the measured (or cached) choice for this CPU."""
+        from biomedclip.embedding.backend_auto import choose
+
+        s = self.settings
+        cal = self._calibration() if s.calibration is not None or _env_calibration() else None
+        self.auto = choose(self.model, self.preprocess, self.tokenizer, s, cal)
+        self.settings = replace(s, backend=self.auto["backend"], precision=self.auto["precision"])
+
+    def _setup_openvino(self) -> None:
+        from biomedclip.embedding.openvino_backend import openvino_towers_for
+
+        if self.device.type != "cpu":
+            raise ConfigError("the openvino backend runs on CPU; on GPUs use bf16/fp16")
+        cal = self._calibration() if self.settings.needs_calibration else None
+        self._ov = openvino_towers_for(
+            self.model, self.preprocess, self.tokenizer, self.settings.precision, cal
+        )
+        self._image_fn, self._text_fn = self._ov.image, self._ov.text
+        self._image_autocast = self._text_autocast = False
+
+    # ---- provenance ----------------------------------------------------------------------------------
+    @property
+    def label(self) -> str:
+        """The precision label a manifest records (``auto:`` + the choice under ``auto``)."""
+        label = self.settings.label
+        if getattr(self, "_text_label", None):
+            label += f",text={self._text_label}"
+        return f"auto:{label}" if getattr(self, "auto", None) is not None else label
+
+    def provenance(self) -> dict:
+        """What ran: backend, precision, how it was chosen (``auto``: its measured min cosine and
+        the candidates), the CPU record, and OpenVINO's cache and conversion figures."""
+        from biomedclip.embedding import cpu_features
+
+        s, auto, ov = self.settings, getattr(self, "auto", None), getattr(self, "_ov", None)
+        out: dict = {
+            "backend": s.backend,
+            "precision": s.precision,
+            "label": self.label,
+            "chosen_by": "auto" if auto is not None else "user",
+            "device": str(getattr(self, "device", "cpu")),
+            "cpu": cpu_features.cpu_record(),
+        }
+        if auto is not None:
+            out["auto"] = {k: v for k, v in auto.items() if k != "cpu"}
+            out["min_cosine"] = auto.get("min_cosine")
+        if ov is not None:
+            out["openvino"] = dict(ov.info)
+        return out
 
     # ---- identity --------------------------------------------------------------------------------
     @property
@@ -187,9 +286,9 @@ class Encoder:
 
     # ---- low level: tensors -------------------------------------------------------------------------
     def autocast(self):
-        """The autocast context of ``precision`` (a no-op for fp32)."""
+        """The autocast context of ``precision`` (a no-op for fp32 and OpenVINO's int8)."""
         p = self.settings.precision
-        if p == "fp32":
+        if p in ("fp32", "int8"):
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if p == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
@@ -229,7 +328,8 @@ class Encoder:
         """Unit text embeddings ``[B, D]`` (float32) of one token batch."""
         input_ids = input_ids.to(self.device, non_blocking=True)
         attention_mask = attention_mask.to(self.device, non_blocking=True)
-        with self.autocast():
+        ctx = self.autocast() if self._text_autocast else contextlib.nullcontext()
+        with ctx:
             feats = self._text_fn(input_ids, attention_mask)
         return F.normalize(feats.float(), dim=-1)
 

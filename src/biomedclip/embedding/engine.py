@@ -270,9 +270,12 @@ class EmbedResult:
     stats: EmbedStats
 
 
-def encoder_for(model, preprocess, tokenizer, cfg: EncoderSettings) -> Encoder:
-    """The :class:`Encoder` of a job's settings."""
-    return Encoder(model, preprocess, tokenizer, cfg.encoder_settings())
+def encoder_for(model, preprocess, tokenizer, cfg: EncoderSettings, source=None) -> Encoder:
+    """The :class:`Encoder` of a job's settings; OpenVINO int8 and ``auto`` calibrate on the
+    job's first image files when no calibration set is given (see :mod:`.calibration`)."""
+    from biomedclip.embedding.calibration import job_calibration
+
+    return Encoder(model, preprocess, tokenizer, job_calibration(cfg, source).encoder_settings())
 
 
 def embed_source(
@@ -288,7 +291,7 @@ def embed_source(
 
     cfg = cfg or EmbedConfig(progress=False)
     mod = modality or modalities_for(source, cfg.modality)[0]
-    encoder = encoder_for(model, preprocess, tokenizer, cfg)
+    encoder = encoder_for(model, preprocess, tokenizer, cfg, source)
     sink = EncodedSink(source, encoder.dim)
     stats = run_local(encoder, source, [mod], sink, progress=cfg.progress)
     encoded = sink.result(mod, stats.truncated_texts)
@@ -343,16 +346,28 @@ def embed_to_dataset(
     ``engine="ray"`` runs the encoding on Ray model actors (``ray_options``: a
     :class:`~biomedclip.embedding.ray_engine.RayOptions`); they load the model from ``model_source``.
     """
+    import dataclasses
+
     cfg = cfg or EmbedConfig()
     mods = modalities_for(source, cfg.modality)
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"engine {engine!r}: use local or ray")
+    # the encoder first: `auto` resolves (on the driver, for every Ray replica alike) and the
+    # manifest records what runs
+    encoder = encoder_for(model, preprocess, tokenizer, cfg, source)
+    if engine == "ray":
+        cfg = dataclasses.replace(
+            cfg, backend=encoder.settings.backend, precision=encoder.settings.precision
+        )
     info = DatasetInfo(
         model=model_source,
         model_sha256=model.load_info.sha256,
         dim=int(model.config.embed_dim),
         dtype=cfg.storage_dtype,
-        precision=cfg.label,
+        precision=encoder.label,
         modality="both" if len(mods) == 2 else mods[0],
         source=source.description,
+        backend=encoder.provenance(),
     )
     writer = EmbeddingWriter(out_dir, info, source.meta_schema, cfg.rows_per_part, overwrite)
     skip = {m: writer.skip_ids(m) for m in ("image", "text")}
@@ -361,19 +376,14 @@ def embed_to_dataset(
     ok = False
     try:
         if engine == "ray":
-            import dataclasses
-
             from biomedclip.embedding.ray_engine import RayOptions, run_ray
 
             opts = dataclasses.asdict(ray_options or RayOptions())
             stats = run_ray(model_source, source, cfg, writer, skip, **opts)
-        elif engine == "local":
-            encoder = encoder_for(model, preprocess, tokenizer, cfg)
+        else:
             stats = run_local(
                 encoder, source, mods, writer, skip, cfg.progress, cfg.text_chunk, cfg.parts
             )
-        else:
-            raise ConfigError(f"engine {engine!r}: use local or ray")
         ok = True
     finally:
         writer.close(complete=ok)

@@ -68,7 +68,7 @@ def _fingerprint(model: torch.nn.Module) -> tuple:
 
 def image_encoder_for(model: torch.nn.Module, cache_dir: str | Path | None = None):
     """An :class:`OnnxImageEncoder` for ``model``, reused while its weights are unchanged."""
-    key = (_fingerprint(model), str(cache_dir))
+    key = (_fingerprint(model), str(cache_dir or default_cache_dir()))
     hit = _SESSIONS.get(model)
     if hit is not None and hit[0] == key:
         return hit[1]

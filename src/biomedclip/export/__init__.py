@@ -26,7 +26,7 @@ from typing import Any
 from biomedclip.errors import ConfigError, InputError
 from biomedclip.export.manifest import MANIFEST_FILE, staged_directory, write_manifest
 
-FORMATS = ("hf", "open_clip", "onnx")
+FORMATS = ("hf", "open_clip", "onnx", "openvino")
 __all__ = ["FORMATS", "MANIFEST_FILE", "ExportResult", "export"]
 
 
@@ -50,6 +50,10 @@ def _exporter(fmt: str):
         from biomedclip.export.to_onnx import export_onnx
 
         return export_onnx
+    if fmt == "openvino":
+        from biomedclip.export.to_openvino import export_openvino
+
+        return export_openvino
     raise ConfigError(f"unknown export format {fmt!r} (use one of {', '.join(FORMATS)})")
 
 
@@ -59,6 +63,14 @@ def _check_options(fmt: str, model, options: dict[str, Any]) -> None:
         from biomedclip.export.to_onnx import check_variants
 
         check_variants(options["onnx_variants"])
+    elif fmt == "openvino":
+        from biomedclip.embedding.openvino_backend import require_nncf, require_openvino
+        from biomedclip.export.to_openvino import check_variants as check_ov
+
+        check_ov(options["openvino_variants"])
+        require_openvino()
+        if "int8" in options["openvino_variants"]:
+            require_nncf()
     elif fmt == "open_clip":
         from biomedclip.checkpoint.save import open_clip_config
         from biomedclip.export.to_open_clip import check_representable
@@ -75,7 +87,7 @@ def _check_parity(fmt: str, parity: dict[str, Any], out: Path) -> None:
             check(parity["open_clip"], f"{out} (open_clip)")
         return
     for variant, p in parity.items():
-        check(p, f"{out} ({variant})", int8=variant == "int8")
+        check(p, f"{out} ({fmt} {variant})", int8=variant == "int8", bf16=variant == "bf16")
 
 
 def export(
@@ -89,6 +101,8 @@ def export(
     probe_texts: Sequence[str] | None = None,
     open_clip_spelling: str = "new",
     onnx_variants: Sequence[str] = ("fp32", "int8"),
+    openvino_variants: Sequence[str] = ("fp32", "int8", "bf16"),
+    calibration: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
 ) -> ExportResult:
     """Export ``source`` (a hub id, directory, weights file or loaded model) as ``fmt`` to ``out``.
@@ -96,6 +110,8 @@ def export(
     ``probe_images``/``probe_texts``: inputs for the parity check (default: built-in ones).
     ``open_clip_spelling``: ``new`` (open_clip >= 2.23) or ``old`` (older releases).
     ``onnx_variants``: ``fp32`` (exact) and/or ``int8`` (dynamic quantisation).
+    ``openvino_variants``: ``fp32``, ``int8`` (NNCF, calibrated on ``calibration``, a folder of
+    real images, else on ``probe_images``) and ``bf16`` (a run-time hint on the fp32 IR).
     """
     from biomedclip.export.parity import reference
 
@@ -115,9 +131,14 @@ def export(
         "hf": {},
         "open_clip": {"open_clip_spelling": open_clip_spelling},
         "onnx": {"onnx_variants": list(onnx_variants)},
+        "openvino": {"openvino_variants": list(openvino_variants)},
     }[fmt]
     _check_options(fmt, model, options)
     probe = reference(model, probe_images, probe_texts)
+    if fmt == "openvino":  # calibration is not a manifest option: recorded with the parity
+        options = {**options, "calibration": str(calibration) if calibration else None}
+        if calibration is None and probe_images:  # taken out by the exporter before the manifest
+            options["calibration_images"] = probe.images
     with staged_directory(out, overwrite) as stage:
         parity = run(model, tokenizer, stage, probe, options)
         _check_parity(fmt, parity, Path(out))

@@ -29,6 +29,7 @@ PROBE_TEXTS = (
 )
 FP32_TOLERANCE = 1e-4  # max |difference| of unit embeddings that an fp32 export may show
 INT8_MIN_COSINE = 0.99  # below this an int8 export is refused
+BF16_MIN_COSINE = 0.999  # OpenVINO's bf16 hint (exact f32 on CPUs without native bf16)
 
 
 def probe_images(seed: int = 0) -> list[Image.Image]:
@@ -99,10 +100,18 @@ def measure(
     }
 
 
-def check(parity: dict[str, Any], where: str, int8: bool = False) -> None:
-    """Refuse an export whose measured parity is out of bounds (fp32: exact; int8: close)."""
+def check(parity: dict[str, Any], where: str, int8: bool = False, bf16: bool = False) -> None:
+    """Refuse an export whose measured parity is out of bounds (fp32: exact; int8: close;
+    bf16: cosine >= 0.999)."""
     for tower in ("image", "text"):
         p = parity[tower]
+        if bf16:
+            if p["min_cosine"] < BF16_MIN_COSINE:
+                raise CheckpointError(
+                    f"{where}: bf16 {tower} embeddings have cosine {p['min_cosine']:.5f} to fp32 "
+                    f"(< {BF16_MIN_COSINE})"
+                )
+            continue
         if int8 and p["min_cosine"] < INT8_MIN_COSINE:
             raise CheckpointError(
                 f"{where}: int8 {tower} embeddings have cosine {p['min_cosine']:.5f} to fp32 "

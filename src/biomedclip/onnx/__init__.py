@@ -1,6 +1,8 @@
-"""Torch-free inference on an ONNX export (``biomedclip export onnx MODEL DIR``).
+"""Torch-free inference on an ONNX export (``biomedclip export onnx MODEL DIR``) or an OpenVINO
+export (``biomedclip export openvino``: variants ``openvino-fp32`` / ``-int8`` / ``-bf16``).
 
-Needs only onnxruntime, NumPy, Pillow and tokenizers (ftfy optional); nothing here imports torch::
+Needs only onnxruntime (or openvino), NumPy, Pillow and tokenizers (ftfy optional); nothing here
+imports torch::
 
     from biomedclip.onnx import OnnxBiomedCLIP
     m = OnnxBiomedCLIP("biomedclip-onnx", variant="int8")

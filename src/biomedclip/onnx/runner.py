@@ -24,7 +24,14 @@ from biomedclip.onnx.preprocess import preprocess_batch
 from biomedclip.onnx.text import TextTokenizer
 
 CONFIG_FILE = "biomedclip_onnx.json"
-VARIANTS = {"fp32": ("image.onnx", "text.onnx"), "int8": ("image.int8.onnx", "text.int8.onnx")}
+VARIANTS = {
+    "fp32": ("image.onnx", "text.onnx"),
+    "int8": ("image.int8.onnx", "text.int8.onnx"),
+    # `export openvino`: OpenVINO IR; bf16 is the fp32 IR run with OpenVINO's bf16 hint
+    "openvino-fp32": ("image.xml", "text.xml"),
+    "openvino-int8": ("image.int8.xml", "text.int8.xml"),
+    "openvino-bf16": ("image.xml", "text.xml"),
+}
 MODEL_CARD_TEMPLATE = "this is a photo of {}"
 
 
@@ -65,8 +72,13 @@ class Embeddings:
     errors: list[tuple[int, str]]
 
 
-def make_session(path: str | Path, threads: int | None = None):
-    """An ONNX Runtime CPU session on ``path`` with ``threads`` intra-op threads."""
+def make_session(path: str | Path, threads: int | None = None, variant: str = "fp32"):
+    """An ONNX Runtime CPU session on ``path`` with ``threads`` intra-op threads (an OpenVINO
+    session with the same ``run`` call for the ``openvino-*`` variants' ``.xml`` files)."""
+    if str(path).endswith(".xml"):
+        from biomedclip.onnx.openvino_session import OpenVINOSession
+
+        return OpenVINOSession(path, threads, "bf16" if variant == "openvino-bf16" else "f32")
     try:
         import onnxruntime as ort
     except ImportError as e:
@@ -86,7 +98,8 @@ def _result(chunks: list[np.ndarray], index: list[int], dim: int, errors) -> Emb
 
 
 class OnnxBiomedCLIP:
-    """Both towers of an ONNX export; ``variant`` is ``fp32`` (exact) or ``int8`` (faster)."""
+    """Both towers of an export: ONNX ``fp32`` (exact) or ``int8`` (faster), or OpenVINO
+    ``openvino-fp32`` / ``openvino-int8`` / ``openvino-bf16`` (``biomedclip export openvino``)."""
 
     def __init__(self, directory: str | Path, variant: str = "fp32", threads: int | None = None):
         self.directory = Path(directory)
@@ -97,8 +110,8 @@ class OnnxBiomedCLIP:
             )
         self.variant = variant
         image_file, text_file = VARIANTS[variant]
-        self.image_session = make_session(self.directory / image_file, threads)
-        self.text_session = make_session(self.directory / text_file, threads)
+        self.image_session = make_session(self.directory / image_file, threads, variant)
+        self.text_session = make_session(self.directory / text_file, threads, variant)
         self.tokenizer = TextTokenizer(
             self.directory / "tokenizer.json", self.config.context_length
         )

@@ -37,6 +37,7 @@ class ServeSettings:
     device: str = "cpu"
     precision: str = "fp32"
     backend: str = "torch"
+    calibration: str | None = None  # --calibration: OpenVINO int8 / auto's first build
     cache_dir: str | None = None
     index: str | None = None
     slides: str | None = None  # feature folder for the Slides page (serve/slides.py)

@@ -397,6 +397,7 @@ async def models(request: Request):
         "image_size": int(rt.model.config.preprocess.image_size),
         "index": rt.settings.index,
         "index_size": len(rt.searcher.index) if rt.searcher else None,
+        "backend": rt.encoder.provenance() if hasattr(rt.encoder, "provenance") else None,
     }
     return {"object": "list", "data": [card]}
 

@@ -86,7 +86,10 @@ class Runtime:
         )
         self.model, self.preprocess, self.tokenizer = model, preprocess, tokenizer
         self.encoder = Encoder(
-            model, settings=EncoderSettings(precision=s.precision, backend=s.backend)
+            model,
+            settings=EncoderSettings(
+                precision=s.precision, backend=s.backend, calibration=s.calibration
+            ),
         )
         info = getattr(model, "load_info", None)
         self.sha256 = getattr(info, "sha256", None)

@@ -150,6 +150,7 @@ class ModelCard(BaseModel):
     image_size: int
     index: str | None = None
     index_size: int | None = None
+    backend: dict | None = None  # what runs: backend, precision, auto's choice + cosine, CPU
 
 
 class ModelList(BaseModel):

@@ -106,6 +106,7 @@ class DatasetInfo:
     precision: str
     modality: str
     source: str
+    backend: dict | None = None  # provenance: what ran (backend, precision, auto's choice, CPU)
 
     def manifest(self, count: int, parts: int, errors: int, complete: bool) -> dict[str, Any]:
         return {
@@ -117,6 +118,7 @@ class DatasetInfo:
             "precision": self.precision,
             "modality": self.modality,
             "source": self.source,
+            **({"backend": self.backend} if self.backend else {}),
             "count": count,
             "parts": parts,
             "errors": errors,

@@ -244,8 +244,11 @@ dropZone("drop-search", "file-search", async (file) => {
   showTab(location.hash === "#search" ? "search" : "classify");
   try {
     const m = (await api("/v1/models")).data[0];
+    const b = m.backend;
+    const run = b ? " · " + b.label + (b.min_cosine != null ? " (cos " + b.min_cosine + ")" : "") +
+      " on " + b.cpu.kind : "";
     $("model-info").textContent = m.id + " · " + m.dimensions + "-d" +
-      (m.index_size != null ? " · index of " + m.index_size : " · no index");
+      (m.index_size != null ? " · index of " + m.index_size : " · no index") + run;
   } catch (e) {
     $("model-info").textContent = e.message;
   }
