@@ -5,6 +5,8 @@ unreadable file is named, alone in its group."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -73,6 +75,8 @@ def test_folder_dataset_with_a_slide_splits_and_notes_the_unreadable(folder, mon
     # an ancestor logger not to propagate
     groups.log.addHandler(caplog.handler)
     monkeypatch.setattr(groups.log, "disabled", False)
+    caplog.set_level(logging.WARNING, logger=groups.log.name)
+    monkeypatch.setattr(logging.root.manager, "disable", logging.NOTSET)
     ids = set()
     for split in ("train", "val", "test"):
         ds = image_folder(folder, split)

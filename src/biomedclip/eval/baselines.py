@@ -70,6 +70,11 @@ class _HFImages:
 class BaselineEncoder(Encoder):
     """An :class:`Encoder` over a foreign CLIP-family model (same engine, cache and metrics)."""
 
+    @property
+    def label(self) -> str:
+        """The baseline's name (``open_clip:ARCH``, a hub id ...), which reports show."""
+        return self._label
+
     def __init__(self, model, preprocess, tokenizer, image_fn, text_fn, logit_scale: float,
                  logit_bias: float | None, settings: EncoderSettings | None, label: str):  # fmt: skip
         self.settings = settings or EncoderSettings()
@@ -86,7 +91,7 @@ class BaselineEncoder(Encoder):
         self._image_autocast = True
         self._scale = float(logit_scale)
         self.logit_bias = None if logit_bias is None else float(logit_bias)
-        self.label = label
+        self._label = label
         if not hasattr(model, "dtype"):
             model.dtype = next(model.parameters()).dtype
         with torch.inference_mode():
