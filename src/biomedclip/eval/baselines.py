@@ -88,7 +88,7 @@ class BaselineEncoder(Encoder):
         self.device = next(model.parameters()).device
         self._image_fn = image_fn
         self._text_fn = text_fn
-        self._image_autocast = True
+        self._image_autocast = self._text_autocast = True
         self._scale = float(logit_scale)
         self.logit_bias = None if logit_bias is None else float(logit_bias)
         self._label = label
