@@ -231,14 +231,6 @@ def pytest_xdist_make_scheduler(config, log):
     return WorkUnitScheduling(config, log)
 
 
-# Units that fork (DataLoader worker processes, a wheel build) and run before any other: in a
-# full parallel run the worker died ("node down: Not properly terminated") at exactly these
-# tests after it had run the ONNX Runtime / OpenVINO and full-size export units, never alone or
-# on a fresh worker. Cause not found yet (no OOM, no signal in the kernel log): see the closing
-# note of issue 24's session.
-FRESH_WORKER_UNITS = ("tests/embedding/test_cli.py", "tests/packaging/test_package_data.py")
-
-
 def pytest_collection_modifyitems(config, items):
     """Units holding `slow` tests run first under xdist, the shapes model's first of all: the
     longest units start early, so no worker finishes long after the other."""
@@ -256,8 +248,6 @@ def pytest_collection_modifyitems(config, items):
         units.setdefault(work_unit(item.nodeid), []).append(item)
 
     def heavy_first(name: str) -> tuple[int, str]:
-        if name in FRESH_WORKER_UNITS:
-            return (-1, name)
         slow = any(i.get_closest_marker("slow") for i in units[name])
         return (0 if name == "shapes_run" else 1 if slow else 2, name)
 
