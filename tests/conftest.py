@@ -252,3 +252,19 @@ def pytest_collection_modifyitems(config, items):
         return (0 if name == "shapes_run" else 1 if slow else 2, name)
 
     items[:] = [i for name in sorted(units, key=heavy_first) for i in units[name]]
+
+
+def build_full_size_model(hub_dir):
+    """The released architecture with seeded random weights and the released tokenizer."""
+    import torch
+
+    from biomedclip.config import ModelConfig
+    from biomedclip.model import BiomedCLIP
+    from biomedclip.tokenizer import Tokenizer
+    from biomedclip.transforms import eval_transform
+
+    torch.manual_seed(0)
+    model = BiomedCLIP(ModelConfig.biomedclip()).eval()
+    model.tokenizer = Tokenizer.from_pretrained(hub_dir)
+    model.preprocess = eval_transform(model.config.preprocess)
+    return model

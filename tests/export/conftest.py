@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.conftest import shared_path
+from tests.conftest import build_full_size_model, shared_path
 
 N_PROMPTS = 100
 
@@ -19,18 +19,7 @@ N_PROMPTS = 100
 @pytest.fixture(scope="session")
 def full_model(hub_dir):
     """The released architecture with seeded random weights and the released tokenizer."""
-    import torch
-
-    from biomedclip.config import ModelConfig
-    from biomedclip.model import BiomedCLIP
-    from biomedclip.tokenizer import Tokenizer
-    from biomedclip.transforms import eval_transform
-
-    torch.manual_seed(0)
-    model = BiomedCLIP(ModelConfig.biomedclip()).eval()
-    model.tokenizer = Tokenizer.from_pretrained(hub_dir)
-    model.preprocess = eval_transform(model.config.preprocess)
-    return model
+    return build_full_size_model(hub_dir)
 
 
 @pytest.fixture(scope="session")
