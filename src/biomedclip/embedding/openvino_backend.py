@@ -37,6 +37,7 @@ import torch
 from biomedclip.embedding import cpu_features
 from biomedclip.embedding.openvino_run import MODE_ENV, OVTower, choose_mode, compile_tower, threads
 from biomedclip.errors import ConfigError
+from biomedclip.onnx.signal_stack import keep_sigaltstack
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -168,7 +169,9 @@ def quantize(ovm, tower: str, depth: int, samples: list, portable: bool = False)
     nncf.set_log_level(logging.ERROR)
     vnni = cpu_features.int8_dot() and not portable
     fix = OverflowFix.DISABLE if vnni else OverflowFix.ENABLE
-    with contextlib.redirect_stdout(sys.stderr):  # NNCF's progress bars never reach --json output
+    # NNCF's progress bars never reach --json output; its calibration models are compiled (and
+    # destroyed) under the signal-stack guard
+    with contextlib.redirect_stdout(sys.stderr), keep_sigaltstack(collect=True):
         return nncf.quantize(
             ovm,
             nncf.Dataset(samples),

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from biomedclip.embedding import cpu_features
+from biomedclip.onnx.signal_stack import keep_sigaltstack
 
 MODE_ENV = "BIOMEDCLIP_OV_MODE"
 
@@ -74,7 +75,9 @@ def compile_tower(xml: Path, precision: str, mode: str, cache: Path):
         "PERFORMANCE_HINT": "THROUGHPUT" if mode == "async" else "LATENCY",
         "INFERENCE_NUM_THREADS": threads(),
     }
-    return OVTower(core.compile_model(str(xml), "CPU", config), mode)
+    with keep_sigaltstack():
+        compiled = core.compile_model(str(xml), "CPU", config)
+    return OVTower(compiled, mode)
 
 
 def _median_seconds(fn, arrays, reps: int = 2) -> float:

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from biomedclip.errors import ConfigError
+from biomedclip.onnx.signal_stack import keep_sigaltstack
 
 
 class OpenVINOSession:
@@ -30,7 +31,8 @@ class OpenVINOSession:
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_NUM_THREADS": threads or os.cpu_count() or 1,
         }
-        self.compiled = ov.Core().compile_model(str(path), "CPU", config)
+        with keep_sigaltstack():
+            self.compiled = ov.Core().compile_model(str(path), "CPU", config)
         self.request = self.compiled.create_infer_request()
 
     def run(self, output_names, feeds: dict) -> list:
