@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -247,11 +248,46 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         units.setdefault(work_unit(item.nodeid), []).append(item)
 
-    def heavy_first(name: str) -> tuple[int, str]:
+    seconds = recorded_unit_seconds()
+
+    def heavy_first(name: str) -> tuple[int, float, str]:
+        """shapes_run, then the longest units as last measured, then other slow units."""
+        if name == "shapes_run":
+            return (0, 0.0, name)
+        if name in seconds:
+            return (1, -seconds[name], name)
         slow = any(i.get_closest_marker("slow") for i in units[name])
-        return (0 if name == "shapes_run" else 1 if slow else 2, name)
+        return (2 if slow else 3, 0.0, name)
 
     items[:] = [i for name in sorted(units, key=heavy_first) for i in units[name]]
+
+
+# ---- work-unit durations: the longest start first, so the two workers finish together ----
+UNIT_SECONDS_FILE = ROOT / "tests" / "unit_seconds.json"
+RECORD_ENV = "BIOMEDCLIP_RECORD_UNIT_SECONDS"  # set to 1 to rewrite UNIT_SECONDS_FILE after a run
+_unit_seconds: dict[str, float] = {}
+
+
+def recorded_unit_seconds() -> dict[str, float]:
+    """Seconds per work unit from the last recorded full run (an ordering hint only)."""
+    try:
+        data = json.loads(UNIT_SECONDS_FILE.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): float(v) for k, v in data.get("seconds", {}).items()}
+
+
+def pytest_runtest_logreport(report):
+    if os.environ.get(RECORD_ENV) == "1":
+        unit = work_unit(report.nodeid)
+        _unit_seconds[unit] = _unit_seconds.get(unit, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if os.environ.get(RECORD_ENV) == "1" and "PYTEST_XDIST_WORKER" not in os.environ:
+        ranked = dict(sorted(_unit_seconds.items(), key=lambda kv: -kv[1]))
+        data = {"note": f"written by a full run with {RECORD_ENV}=1", "seconds": ranked}
+        UNIT_SECONDS_FILE.write_text(json.dumps(data, indent=1) + "\n")
 
 
 def build_full_size_model(hub_dir):
