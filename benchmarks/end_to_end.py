@@ -171,7 +171,7 @@ def main() -> None:
         names.remove("ours_bf16_fast_decode")
         skipped["ours_bf16_fast_decode"] = (
             "this CPU has no native bf16 (AVX512-BF16/AMX) and the run is not on a GPU: bf16 "
-            "autocast runs emulated, 0.144x fp32 in image_speed_quick.json; --device cuda, or "
+            "autocast runs emulated, 0.16x fp32 in image_speed.json; --device cuda, or "
             "--variants to time it anyway"
         )
     unknown = set(names) - set(ALL)
