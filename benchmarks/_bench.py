@@ -12,10 +12,13 @@ load average says how busy it was).
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import platform
+import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +53,14 @@ class Timings:
 
     def median(self, name: str) -> float:
         return statistics.median(self.runs[name])
+
+
+def scratch_dir(prefix: str) -> str:
+    """A temporary folder removed when the benchmark exits (model exports and compiled caches run
+    to gigabytes per run)."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def interleaved(

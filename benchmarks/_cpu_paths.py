@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
 import time
 
 import torch
 
+from _bench import scratch_dir
 from biomedclip.embedding import cpu_features
 from biomedclip.embedding.encoder import Encoder, EncoderSettings
 from biomedclip.errors import ConfigError
@@ -32,7 +32,7 @@ def add_arguments(ap) -> None:
 
 def cpu_paths(model, calibration, args, cache: str | None = None) -> tuple[dict, dict]:
     """``({name: Encoder}, {name: one-off build seconds})`` of the CPU paths."""
-    cache = cache or tempfile.mkdtemp(prefix="bench_cache_")
+    cache = cache or scratch_dir("bench_cache_")
     os.environ["BIOMEDCLIP_CACHE"] = cache  # a fresh cache: the conversions are measured
     encs = {
         "ours_fp32": Encoder(model, settings=EncoderSettings("fp32")),

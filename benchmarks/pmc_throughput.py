@@ -17,13 +17,12 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import interleaved, summarise, write_result  # noqa: E402
+from _bench import interleaved, scratch_dir, summarise, write_result  # noqa: E402
 from _reference import SHARED  # noqa: E402
 
 
@@ -112,7 +111,7 @@ def main() -> None:
     args = ap.parse_args()
     n = args.articles or (200 if args.quick else 2000)
     repeats = args.repeats or (2 if args.quick else 3)
-    tmp = Path(tempfile.mkdtemp(prefix="pmc_bench_"))
+    tmp = Path(scratch_dir("pmc_bench_"))
     corpus = args.keep or tmp / "corpus"
     try:
         t = time.perf_counter()

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -40,7 +39,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import interleaved, summarise, write_result  # noqa: E402
+from _bench import interleaved, scratch_dir, summarise, write_result  # noqa: E402
 from _reference import SHARED, build_reference, ours_from_reference  # noqa: E402
 from _slides import build_slide, lc25000  # noqa: E402
 from biomedclip.embedding.encoder import Encoder, EncoderSettings, cpu_has_native_bf16  # noqa: E402
@@ -152,7 +151,7 @@ def main() -> None:
     n_slides = args.slides or (2 if args.quick else 4)
     cells = args.cells or (8 if args.quick else 24)
     repeats = args.repeats or (1 if args.quick else 3)
-    tmp = Path(tempfile.mkdtemp(prefix="slide_speed_"))
+    tmp = Path(scratch_dir("slide_speed_"))
     oc, oc_pre, _ = build_reference(tmp, depth=args.depth)
     ours, pre, tok = ours_from_reference(oc, tmp, depth=args.depth)
     model_dir = str(tmp / "ours")

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import interleaved, summarise, write_result  # noqa: E402
+from _bench import interleaved, scratch_dir, summarise, write_result  # noqa: E402
 from _images import real_jpegs  # noqa: E402
 from _reference import build_reference, ours_from_reference  # noqa: E402
 from _texts import caption_texts, short_prompts  # noqa: E402
@@ -90,7 +90,7 @@ def cpu_text_paths(model, tok) -> dict:
     from biomedclip.embedding import cpu_features
     from biomedclip.errors import ConfigError
 
-    os.environ["BIOMEDCLIP_CACHE"] = tempfile.mkdtemp(prefix="bench_cache_")
+    os.environ["BIOMEDCLIP_CACHE"] = scratch_dir("bench_cache_")
     cal = [str(p) for p in real_jpegs(32)]
     todo = {"ours_bf16": {"precision": "bf16"}, "ours_openvino_fp32": {"backend": "openvino"}}
     todo["ours_openvino_int8"] = {"backend": "openvino", "precision": "int8", "calibration": cal}
