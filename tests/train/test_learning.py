@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import resource
+import shutil
 
 import numpy as np
 import pytest
@@ -95,3 +96,4 @@ def test_full_size_finetune_on_real_pairs_fits_memory(tmp_path):
     assert summary["parameters"] > 190e6 and summary["steps"] == 2
     assert np.isfinite(summary["final_loss"]) and "val_loss" in summary
     assert peak_gib < 8
+    shutil.rmtree(tmp_path / "run")  # ~3 GB of full-size checkpoints: not kept in pytest's tmp
